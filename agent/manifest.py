@@ -1,0 +1,102 @@
+"""Read and verify a bundle's manifest.json and the files it lists (stdlib only)."""
+import hashlib
+import json
+import os
+
+from . import SCHEMA_VERSION
+
+MANIFEST = "manifest.json"
+SIGNATURE = "signature"
+REQUIRED_KEYS = ("schema_version", "name", "version", "profile", "format", "precision",
+                 "runtime", "model", "inputs", "outputs", "files")
+
+
+class BundleUnusable(Exception):
+    """The bundle cannot be used at all (exit code 2)."""
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def release_id(bundle_dir):
+    """A bundle's id: the sha256 of its manifest.json bytes."""
+    return sha256_file(os.path.join(bundle_dir, MANIFEST))
+
+
+def load(bundle_dir):
+    """Parse and structurally check manifest.json; raise BundleUnusable with a fix."""
+    path = os.path.join(bundle_dir, MANIFEST)
+    if not os.path.isdir(bundle_dir):
+        raise BundleUnusable("bundle %r is not a folder (fix: pass the bundle folder, "
+                             "or extract the .tar.gz first)" % bundle_dir)
+    if not os.path.isfile(path):
+        raise BundleUnusable("no manifest.json in %r: not an edgepack bundle "
+                             "(fix: rebuild it with `edgepack build`)" % bundle_dir)
+    try:
+        with open(path, "rb") as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleUnusable("manifest.json in %r is not valid JSON (%s) "
+                             "(fix: rebuild the bundle)" % (bundle_dir, exc))
+    if not isinstance(manifest, dict):
+        raise BundleUnusable("manifest.json in %r is not a JSON object (fix: rebuild the bundle)"
+                             % bundle_dir)
+    version = manifest.get("schema_version")
+    if not isinstance(version, int):
+        raise BundleUnusable("manifest.json has no integer schema_version (fix: rebuild the bundle)")
+    if version > SCHEMA_VERSION:
+        raise BundleUnusable("manifest schema %d is newer than this agent understands (%d) "
+                             "(fix: rebuild with the edgepack that reads it, or use the agent "
+                             "shipped inside the bundle)" % (version, SCHEMA_VERSION))
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleUnusable("manifest.json lacks %s (fix: rebuild the bundle)" % ", ".join(missing))
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        raise BundleUnusable("manifest.json lists no files (fix: rebuild the bundle)")
+    for rel in files:
+        if not _safe_relpath(rel):
+            raise BundleUnusable("manifest.json lists an unsafe path %r (fix: rebuild the bundle)"
+                                 % rel)
+    return manifest
+
+
+def _safe_relpath(rel):
+    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")):
+        return False
+    parts = rel.replace("\\", "/").split("/")
+    return ".." not in parts and "" not in parts
+
+
+def verify_files(bundle_dir, manifest):
+    """Check the size and sha256 of every listed file. Returns a result dict (never raises)."""
+    problems = []
+    checked = 0
+    for rel, meta in sorted(manifest["files"].items()):
+        path = os.path.join(bundle_dir, *rel.split("/"))
+        if os.path.islink(path):
+            problems.append("%s: is a symbolic link" % rel)
+            continue
+        if not os.path.isfile(path):
+            problems.append("%s: missing" % rel)
+            continue
+        size = os.path.getsize(path)
+        if size != meta.get("size"):
+            problems.append("%s: size %d, manifest says %s" % (rel, size, meta.get("size")))
+            continue
+        digest = sha256_file(path)
+        if digest != meta.get("sha256"):
+            problems.append("%s: sha256 %s..., manifest says %s..."
+                            % (rel, digest[:12], str(meta.get("sha256"))[:12]))
+            continue
+        checked += 1
+    return {"passed": not problems, "files_checked": checked,
+            "files_listed": len(manifest["files"]), "problems": problems}

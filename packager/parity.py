@@ -1,0 +1,47 @@
+"""Host parity: run the converted artifact in its runtime and compare with the original.
+
+Reuses the agent's comparison core (agent.parity) and runtimes (agent.runtimes), so the host
+and the device judge a bundle by the same code.
+"""
+from __future__ import annotations
+
+from agent import parity as core
+from agent import runtimes
+
+from .errors import CheckFailed, ConversionError
+from .formats import Artifact
+
+
+def run_artifact(art: Artifact, samples: list[dict], settings: dict) -> list[dict]:
+    host_settings = dict(settings)
+    host_settings["providers"] = ["CPUExecutionProvider"]  # the host judges on CPU
+    try:
+        rt, _ = runtimes.load_timed(art.runtime, str(art.path), host_settings)
+    except (runtimes.RuntimeMissing, runtimes.RuntimeLoadError) as exc:
+        raise ConversionError(f"the converted model does not load on the host: {exc}",
+                              "try another precision or format; run with --debug") from exc
+    results = []
+    for feeds in samples:
+        try:
+            results.append(rt.run(feeds))
+        except Exception as exc:
+            raise ConversionError(f"the converted model fails to run on the host: {type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:300]}",
+                                  "the conversion lost something the model needs; try --precision fp32") from exc
+    return results
+
+
+def check(reference: list[dict], converted: list[dict], thresholds: dict, label: str) -> dict:
+    ref = {name: [s[name] for s in reference] for name in reference[0]}
+    got = {name: [s[name] for s in converted if name in s] for name in converted[0]}
+    result = core.compare(ref, got, thresholds)
+    return result
+
+
+def raise_if_failed(result: dict, label: str) -> None:
+    if result["passed"]:
+        return
+    lines = core.describe_failures(result)
+    raise CheckFailed(f"host parity failed for {label}: " + " | ".join(lines),
+                      "inspect the model for ops that lose precision; loosen the profile's parity "
+                      "thresholds only if the difference is acceptable, or choose a higher precision")

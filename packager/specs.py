@@ -1,0 +1,78 @@
+"""Tensor specs shared by sources, converters and bundles."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import UsageError
+
+Dim = int | str  # a concrete size, or a symbolic name such as "batch"
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    dtype: str                      # numpy dtype name: float32, int64, ...
+    shape: list[Dim] = field(default_factory=list)
+    layout: str | None = None       # NCHW / NHWC for image-like inputs, else None
+    example_shape: list[int] | None = None  # concrete shape for reference inputs (--input-shape)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("example_shape")
+        return d
+
+    def concrete_shape(self, batch: int = 1) -> list[int]:
+        """Shape with symbolic dims resolved: the first (batch) dim -> batch; others must be set."""
+        if self.example_shape:
+            return list(self.example_shape)
+        out = []
+        for i, d in enumerate(self.shape):
+            if isinstance(d, int) and d > 0:
+                out.append(d)
+            elif i == 0:
+                out.append(batch)
+            else:
+                raise UsageError(
+                    f"input '{self.name}' has a symbolic dimension '{d}' at axis {i} (shape {self.shape})",
+                    f"give it a size: --input-shape {self.name}=" + "x".join(
+                        str(x) if isinstance(x, int) and x > 0 else ("1" if j == 0 else "N")
+                        for j, x in enumerate(self.shape)))
+        return out
+
+
+def guess_layout(shape: list) -> str | None:
+    """4-D inputs with 1 or 3 channels on axis 1 look like NCHW images; on the last axis, NHWC."""
+    if len(shape) != 4:
+        return None
+    if isinstance(shape[1], int) and shape[1] in (1, 3, 4):
+        return "NCHW"
+    if isinstance(shape[3], int) and shape[3] in (1, 3, 4):
+        return "NHWC"
+    return None
+
+
+def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
+    """['x=1x3x224x224', 'mask=1x128'] -> {'x': [1,3,224,224], 'mask': [1,128]}."""
+    shapes: dict[str, list[int]] = {}
+    for item in items or []:
+        name, sep, dims = item.partition("=")
+        name = name.strip()
+        fix = "write --input-shape NAME=AxBxC, e.g. --input-shape x=1x3x224x224"
+        if not sep or not name or not dims.strip():
+            raise UsageError(f"bad --input-shape '{item}': expected NAME=AxBxC", fix)
+        try:
+            values = [int(d) for d in dims.lower().replace("*", "x").split("x")]
+        except ValueError:
+            raise UsageError(f"bad --input-shape '{item}': dimensions must be whole numbers", fix) from None
+        if any(v <= 0 for v in values):
+            raise UsageError(f"bad --input-shape '{item}': dimensions must be positive", fix)
+        if name in shapes:
+            raise UsageError(f"--input-shape gives '{name}' twice", "give each input once")
+        shapes[name] = values
+    return shapes
+
+
+def np_dtype_name(dtype) -> str:
+    return np.dtype(dtype).name

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create .venv at the repository root with edgepack and everything the tests need.
+# Idempotent: a second run only checks that things are in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# Pinned set (see requirements.txt); torch==2.13.0 is the CPU build.
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+
+# The fleet tests start real OpenSSH daemons on 127.0.0.1: they need sshd.
+if [ "${EDGEPACK_SKIP_SSHD_INSTALL:-0}" != "1" ] && ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+    # The package may start a system sshd; the tests start their own daemons.
+    (service ssh stop || true) >/dev/null 2>&1
+  else
+    echo "setup: openssh-server missing and cannot be installed here (need root + apt-get); fleet tests will be skipped" >&2
+  fi
+fi
