@@ -1,0 +1,1 @@
+"""Fleets over SSH: inventory parsing, transports (SSH and local), rollout (push/status/rollback)."""
