@@ -1,0 +1,178 @@
+"""Fleet commands: push, status, rollback, keygen. cli.py calls register(app)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+INVENTORY_HELP = "Ansible YAML inventory (all/children/hosts/vars)"
+LIMIT_HELP = "hosts or groups, comma-separated, globs allowed, !name excludes"
+
+
+def _cli():
+    from packager import cli  # late: cli imports this module at its end
+
+    return cli
+
+
+def _hosts(inventory: Path, limit: Optional[str]):
+    from packager.fleet import inventory as inv_mod
+
+    inv = _cli().run_guarded(inv_mod.load, str(inventory))
+    return _cli().run_guarded(inv.select, limit)
+
+
+def _options(**kw):
+    from packager.errors import UsageError
+    from packager.fleet.rollout import FleetOptions
+
+    if kw.get("forks", 1) < 1:
+        raise UsageError(f"--forks must be >= 1, got {kw['forks']}", hint="pass --forks 16")
+    if kw.get("canary", 0) < 0:
+        raise UsageError(f"--canary must be >= 0, got {kw['canary']}", hint="pass --canary 1")
+    mf = kw.get("max_fail")
+    if mf is not None and not 0 <= mf <= 100:
+        raise UsageError(f"--max-fail is a percentage 0..100, got {mf}", hint="pass --max-fail 10")
+    return FleetOptions(**kw)
+
+
+def _short(rid: Optional[str]) -> str:
+    return rid[:12] if rid else "-"
+
+
+def _verdict(v) -> str:
+    if not isinstance(v, dict):
+        return "-"
+    return "pass" if v.get("passed") else (v.get("status") or "fail")
+
+
+def _p50(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def _emit(result, as_json: bool) -> None:
+    cli = _cli()
+    if as_json:
+        cli._print_json(result.to_dict())
+    else:
+        rows = []
+        for d in result.devices:
+            if result.action == "status":
+                what = (d.detail or {}).get("name") or "-"
+                if (d.detail or {}).get("version"):
+                    what += f" {d.detail['version']}"
+                rows.append([d.host, d.status, _short(d.current), what, _verdict(d.verdict),
+                             _p50(d.p50_ms), d.reason or ""])
+            else:
+                rows.append([d.host, d.status, d.step or "-", _short(d.current), _verdict(d.verdict),
+                             _p50(d.p50_ms), f"{d.seconds:.1f}", d.reason or ""])
+        if result.action == "status":
+            header = ["HOST", "STATUS", "CURRENT", "RELEASE", "LAST VERDICT", "P50 MS", "REASON"]
+        else:
+            header = ["HOST", "STATUS", "STEP", "CURRENT", "VERDICT", "P50 MS", "SECONDS", "REASON"]
+        typer.echo(cli._table(rows, header))
+        summary = result.to_dict()["summary"]
+        typer.echo(f"{result.action}: " + ", ".join(f"{n} {s}" for s, n in summary.items())
+                   + f" in {result.seconds:.1f}s")
+    if result.halted:
+        cli._err(f"edgepack: halted: {result.halted}")
+    for d in result.devices:
+        if not d.ok and d.status != "skipped":
+            hint = f" (fix: {d.hint})" if d.hint else ""
+            cli._err(f"edgepack: {d.reason}{hint}")
+    raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def push(
+        bundle: Path = typer.Argument(..., help="bundle folder (or .tar.gz) from `edgepack build`"),
+        inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
+        limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
+        forks: int = typer.Option(16, "--forks", "-f", help="devices at once"),
+        canary: int = typer.Option(0, "--canary", help="push N devices first; stop if any fails"),
+        max_fail: Optional[float] = typer.Option(None, "--max-fail",
+                                                 help="stop starting devices once more than PCT "
+                                                      "percent of them failed"),
+        known_hosts: Optional[Path] = typer.Option(None, "--known-hosts",
+                                                   help="known hosts file (default "
+                                                        "~/.ssh/known_hosts)"),
+        accept_new_hosts: bool = typer.Option(False, "--accept-new-hosts",
+                                              help="trust and record unknown host keys (first "
+                                                   "use only; a changed key is still refused)"),
+        connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="seconds"),
+        selftest_timeout: float = typer.Option(600.0, "--selftest-timeout", help="seconds"),
+        reports: Path = typer.Option(Path("edgepack-reports"), "--reports",
+                                     help="where each device's report is stored (per host)"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
+    ):
+        """Push a bundle to devices: stage, verify, self-test, activate only on a pass."""
+        from packager.fleet import rollout
+
+        cli = _cli()
+        hosts = _hosts(inventory, limit)
+        opts = cli.run_guarded(_options, forks=forks, canary=canary, max_fail=max_fail,
+                               known_hosts=str(known_hosts) if known_hosts else None,
+                               accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout,
+                               selftest_timeout=selftest_timeout, reports_dir=str(reports))
+        result = cli.run_guarded(rollout.push, str(bundle), hosts, opts)
+        _emit(result, as_json)
+
+    @app.command()
+    def status(
+        inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
+        limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
+        forks: int = typer.Option(16, "--forks", "-f"),
+        known_hosts: Optional[Path] = typer.Option(None, "--known-hosts"),
+        connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
+    ):
+        """What is current on each device, its last verdict and p50 latency."""
+        from packager.fleet import rollout
+
+        cli = _cli()
+        hosts = _hosts(inventory, limit)
+        opts = cli.run_guarded(_options, forks=forks, connect_timeout=connect_timeout,
+                               known_hosts=str(known_hosts) if known_hosts else None)
+        _emit(cli.run_guarded(rollout.status, hosts, opts), as_json)
+
+    @app.command()
+    def rollback(
+        inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
+        limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
+        forks: int = typer.Option(16, "--forks", "-f"),
+        known_hosts: Optional[Path] = typer.Option(None, "--known-hosts"),
+        connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
+    ):
+        """Switch each device back to its `previous` release (and remember the current one)."""
+        from packager.fleet import rollout
+
+        cli = _cli()
+        hosts = _hosts(inventory, limit)
+        opts = cli.run_guarded(_options, forks=forks, connect_timeout=connect_timeout,
+                               known_hosts=str(known_hosts) if known_hosts else None)
+        _emit(cli.run_guarded(rollout.rollback, hosts, opts), as_json)
+
+    @app.command()
+    def keygen(
+        key: Path = typer.Argument(Path("edgepack-signing-key"), help="private key path to write"),
+        force: bool = typer.Option(False, "--force", help="replace an existing key"),
+        as_json: bool = typer.Option(False, "--json"),
+    ):
+        """Create an ed25519 signing key for `build --sign-key` and the devices' allowed_signers."""
+        from packager import signing
+
+        cli = _cli()
+        out = cli.run_guarded(signing.keygen, str(key), force=force)
+        if as_json:
+            cli._print_json(out)
+            return
+        typer.echo(f"private key      {out['private_key']}  (keep it off the devices)")
+        typer.echo(f"public key       {out['public_key']}")
+        typer.echo(f"allowed_signers  {out['allowed_signers']}")
+        typer.echo("on each device that must require signatures, install the allowed_signers "
+                   "file as <edgepack_root>/allowed_signers (default ~/.edgepack/allowed_signers) "
+                   "and set edgepack_require_signature: true in the inventory")
+        typer.echo(f"sign bundles with: edgepack build ... --sign-key {out['private_key']}")
