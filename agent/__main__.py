@@ -28,8 +28,26 @@ def _text_report(report):
     return "\n".join(lines) + "\n"
 
 
+def _missing_numpy_report(args, exc):
+    from . import report as rep
+    report = rep.new_report(args.bundle)
+    report["finished"] = rep.now_iso()
+    report["verdict"] = {"passed": False, "status": "unusable",
+                         "reasons": ["numpy is not importable on this device (%s) (fix: pip install "
+                                     "numpy)" % exc]}
+    return report
+
+
 def cmd_selftest(args):
-    from . import selftest
+    try:
+        from . import selftest
+    except ImportError as exc:  # numpy missing: still answer with a report
+        report = _missing_numpy_report(args, exc)
+        if args.json:
+            _dump(report)
+        else:
+            sys.stdout.write(_text_report(report))
+        return 2
     overrides = {}
     if args.runs is not None:
         overrides["runs"] = args.runs

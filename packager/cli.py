@@ -59,7 +59,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks and
     STATE["debug"] = debug
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)
     logging.basicConfig(level=level, format="edgepack: %(message)s", stream=sys.stderr, force=True)
-    for noisy in ("onnxruntime", "onnx", "paramiko", "torch", "root"):
+    for noisy in ("onnxruntime", "onnx", "paramiko", "torch"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

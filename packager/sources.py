@@ -92,7 +92,7 @@ def load_onnx(path: Path, input_shapes: dict[str, list[int]]) -> SourceModel:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # we report failures ourselves, in one line
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:

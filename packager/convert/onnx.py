@@ -60,6 +60,17 @@ def _from_torch(source: SourceModel, profile, out: Path, example: dict[str, np.n
             raise ConversionError(f"torch -> ONNX export failed: {type(exc).__name__}: {_short(exc)}",
                                   _export_hint(exc)) from exc
     seconds = time.perf_counter() - t0
+    if dynamic and not _batch_axis_works(module, out, names, example):
+        # The trace baked the batch size into the graph (a Reshape or view with a fixed size):
+        # ship a static batch rather than a dynamic axis that breaks at batch 2.
+        art_warning = ("dynamic batch dropped: the model fails or differs at batch 2 (a reshape/view "
+                       "with a fixed batch size in forward()?); exported with batch fixed at 1")
+        torch.onnx.export(module, args, str(out), input_names=names, output_names=out_names,
+                          opset_version=opset, dynamic_axes=None, do_constant_folding=True,
+                          dynamo=False, external_data=False)
+        dynamic = None
+    else:
+        art_warning = None
     tracer = [str(w.message).split("\n")[0] for w in caught if "TracerWarning" in type(w.message).__name__
               or w.category.__name__ == "TracerWarning"]
     _fold_external_data(out)
@@ -67,10 +78,40 @@ def _from_torch(source: SourceModel, profile, out: Path, example: dict[str, np.n
     _carry_example_shapes(source, art)
     art.info = {"route": "torch.onnx.export (TorchScript-based, dynamo=False)", "opset": opset,
                 "dynamic_batch": bool(dynamic), "export_seconds": round(seconds, 3)}
+    if art_warning:
+        art.warnings.append(art_warning)
     if tracer:
         art.warnings.extend(f"tracer: {m}" for m in tracer)
         art.info["tracer_warnings"] = tracer
     return art
+
+
+def _batch_axis_works(module, path: Path, names: list[str], example: dict) -> bool:
+    """Run batch 2 through the exported graph and the original; both must agree."""
+    import onnxruntime as ort
+    import torch
+
+    feeds = {n: np.concatenate([example[n], example[n][::-1].copy()]) for n in names}
+    if any(example[n].shape[:1] != (1,) for n in names):
+        return True  # not a batch-1 example: nothing to probe
+    try:
+        with torch.inference_mode():
+            ref = module(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names])
+    except Exception:
+        return False  # the original itself takes only batch 1: a batch axis would be a lie
+    ref = [ref] if isinstance(ref, torch.Tensor) else list(ref.values()) if isinstance(ref, dict) else list(ref)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        got = sess.run(None, feeds)
+    except Exception:
+        return False
+    for r, g in zip(ref, got):
+        r = r.detach().numpy()
+        if r.shape != g.shape or not np.allclose(r, g, rtol=1e-3, atol=1e-4):
+            return False
+    return True
 
 
 def _carry_example_shapes(source: SourceModel, art: Artifact) -> None:
