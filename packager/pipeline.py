@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__, bundle, data, profiles, sources
+from . import __version__, bundle, data, hostbench, profiles, sources
 from . import parity as host_parity
 from .errors import DataError, UsageError
 from .formats import Format, converter, quantizer
@@ -140,6 +140,7 @@ def build(opts: BuildOptions) -> BuildResult:
         elif opts.calibration:
             warnings.append(f"--calibration is ignored for precision {prof.precision}")
 
+        float_art = art
         art = quantize(art, prof, prof.precision, calib, work)
         warnings.extend(w for w in art.warnings if w not in warnings)
 
@@ -160,6 +161,15 @@ def build(opts: BuildOptions) -> BuildResult:
         quant = dict(art.info.get("quantization") or {})
         if prof.precision == "int8":
             quant["calibration"] = calib_info
+            speed = hostbench.compare(float_art, art, ref_inputs[0], prof["runtime"])
+            if speed is not None:
+                quant["host_latency"] = speed
+                if speed["speedup"] < 0.95:  # 5 % margin: timing noise on a busy host
+                    warnings.append(
+                        f"int8 ran {1 / speed['speedup']:.2f}x SLOWER than fp32 on this host "
+                        f"({speed['int8_ms']:.3f} vs {speed['fp32_ms']:.3f} ms median): the CPU may lack "
+                        "fast int8 kernels for this model (common for small or conv models on AVX2 CPUs); check on the "
+                        "device, or use --precision fp32 / fp16")
         manifest = {
             "schema_version": agent.SCHEMA_VERSION,
             "name": name, "version": version,

@@ -42,8 +42,6 @@ def _swap(art: Artifact, new_path: Path, precision: str, info: dict) -> Artifact
         spec_new.layout = spec_new.layout or spec_old.layout
     new.info = dict(art.info, quantization=info)
     new.warnings = list(art.warnings)
-    if new_path != art.path and art.path.exists():
-        art.path.unlink()
     return new
 
 
