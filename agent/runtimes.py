@@ -5,6 +5,7 @@ A runtime loads `model/<file>` with the manifest's runtime settings and runs fee
 the providers/delegates that really ran, and the thread setting.
 """
 import importlib
+import importlib.util
 import time
 
 
@@ -89,12 +90,293 @@ class OnnxRuntime(object):
                 "fallbacks": self.fallbacks, "threads": self.threads}
 
 
+def _quantize_input(value, detail):
+    """float feed -> the integer input of a fully quantized model, with the model's own scale."""
+    import numpy as np
+    dtype = detail["dtype"]
+    scale, zero = detail.get("quantization") or (0.0, 0)
+    value = np.asarray(value)
+    if np.dtype(dtype).kind in "iu" and value.dtype.kind == "f" and scale:
+        info = np.iinfo(dtype)
+        return np.clip(np.round(value / scale) + zero, info.min, info.max).astype(dtype)
+    return value.astype(dtype, copy=False)
+
+
+def _dequantize_output(value, detail):
+    import numpy as np
+    scale, zero = detail.get("quantization") or (0.0, 0)
+    if np.asarray(value).dtype.kind in "iu" and scale:
+        return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
+    return value
+
+
+class LiteRtRuntime(object):
+    """TF-Lite models: LiteRT (ai-edge-litert), then tflite-runtime, then tensorflow.lite.
+
+    Integer (int8/uint8) inputs and outputs of fully quantized models are quantized and
+    dequantized here with the model's own scale and zero point, so the bundle's float
+    reference vectors compare like with like.
+    """
+    name = "litert"
+    install_hint = "pip install ai-edge-litert (or tflite-runtime, or tensorflow)"
+    CANDIDATES = (("ai_edge_litert.interpreter", "ai-edge-litert"),
+                  ("tflite_runtime.interpreter", "tflite-runtime"),
+                  ("tensorflow.lite", "tensorflow"))
+    DELEGATE_LIBS = {"gpu": ("libtensorflowlite_gpu_delegate.so",),
+                     "edgetpu": ("libedgetpu.so.1", "libedgetpu.1.dylib", "edgetpu.dll")}
+
+    def __init__(self):
+        self.version = None
+        self.implementation = None
+        self.providers_requested = []
+        self.providers_available = []
+        self.providers_used = []
+        self.fallbacks = []
+        self.threads = None
+        self.io_quantized = False
+        self._it = None
+
+    @classmethod
+    def find(cls):
+        """(module with Interpreter and load_delegate, package name, version) or raise."""
+        errors = []
+        for modname, package in cls.CANDIDATES:
+            try:
+                mod = importlib.import_module(modname)
+            except Exception as exc:  # ImportError, or a broken install
+                errors.append("%s: %s" % (package, _short(exc)))
+                continue
+            version = _dist_version(package) or getattr(mod, "__version__", None) or "unknown"
+            if package == "tensorflow":
+                version = getattr(importlib.import_module("tensorflow"), "__version__", version)
+            return mod, package, version
+        raise RuntimeMissing("no TF-Lite runtime is installed (%s) (fix: %s)"
+                             % ("; ".join(errors), cls.install_hint))
+
+    def load(self, model_path, settings):
+        mod, package, self.version = self.find()
+        self.implementation = package
+        threads = int(settings.get("threads") or 0)
+        self.threads = threads if threads > 0 else "default"
+        requested = [str(d).lower() for d in (settings.get("delegates") or [])]
+        self.providers_requested = requested
+        self.providers_available = ["cpu", "xnnpack"]
+        delegates = []
+        for d in requested:
+            if d in ("xnnpack", "cpu"):
+                continue  # XNNPACK is the default CPU path of the interpreter
+            libs = self.DELEGATE_LIBS.get(d)
+            if not libs:
+                self.fallbacks.append("unknown delegate %r ignored" % d)
+                continue
+            loaded = None
+            for lib in libs:
+                try:
+                    loaded = mod.load_delegate(lib)
+                    break
+                except Exception as exc:  # library absent or device missing
+                    last = exc
+            if loaded is None:
+                self.fallbacks.append("%s delegate not available on this device (%s)" % (d, _short(last)))
+            else:
+                delegates.append(loaded)
+                self.providers_available.append(d)
+                self.providers_used.append(d)
+        kwargs = {"model_path": model_path}
+        if threads > 0:
+            kwargs["num_threads"] = threads
+        if delegates:
+            kwargs["experimental_delegates"] = delegates
+        try:
+            self._it = mod.Interpreter(**kwargs)
+            self._it.allocate_tensors()
+        except Exception as exc:
+            raise RuntimeLoadError("%s could not load %s: %s" % (package, model_path, _short(exc)))
+        self.providers_used.append("cpu (xnnpack)")
+        self._inputs = self._it.get_input_details()
+        self._outputs = self._it.get_output_details()
+        self._sig_in = {}
+        self._sig_out = {}
+        try:
+            sigs = self._it.get_signature_list()
+        except Exception:
+            sigs = {}
+        if len(sigs) == 1:  # map signature names (what the manifest uses) to tensor indices
+            key = list(sigs)[0]
+            runner = self._it.get_signature_runner(key)
+            self._sig_in = dict((k, v["index"]) for k, v in runner.get_input_details().items())
+            self._sig_out = dict((k, v["index"]) for k, v in runner.get_output_details().items())
+        self.io_quantized = any(d["dtype"].__name__ in ("int8", "uint8") and (d.get("quantization") or (0,))[0]
+                                for d in self._inputs + self._outputs)
+
+    def _detail(self, details, sig_map, name, position):
+        if name in sig_map:
+            for d in details:
+                if d["index"] == sig_map[name]:
+                    return d
+        for d in details:
+            if d["name"] == name or d["name"].endswith("_" + name) or d["name"].split(":")[0] == name:
+                return d
+        return details[position] if position < len(details) else None
+
+    def run(self, feeds):
+        for i, (name, value) in enumerate(feeds.items()):
+            d = self._detail(self._inputs, self._sig_in, name, i)
+            if d is None:
+                raise RuntimeLoadError("the model has no input %r" % name)
+            value = _quantize_input(value, d)
+            if list(value.shape) != list(d["shape"]):
+                self._it.resize_tensor_input(d["index"], list(value.shape))
+                self._it.allocate_tensors()
+                self._inputs = self._it.get_input_details()
+                self._outputs = self._it.get_output_details()
+            self._it.set_tensor(d["index"], value)
+        self._it.invoke()
+        out = {}
+        names = list(self._sig_out) or [d["name"] for d in self._outputs]
+        for i, name in enumerate(names):
+            d = self._detail(self._outputs, self._sig_out, name, i)
+            out[name] = _dequantize_output(self._it.get_tensor(d["index"]), d)
+        return out
+
+    def describe(self):
+        return {"name": self.name, "implementation": self.implementation, "version": self.version,
+                "providers_requested": self.providers_requested,
+                "providers_available": self.providers_available,
+                "providers_used": self.providers_used, "delegates": self.providers_used,
+                "provider": self.providers_used[0] if self.providers_used else None,
+                "io_quantization": "int8 I/O quantized by the agent" if self.io_quantized else None,
+                "fallbacks": self.fallbacks, "threads": self.threads}
+
+
+class TorchRuntime(object):
+    """TorchScript models (torch.jit.load). providers: e.g. [cuda, cpu], tried in order.
+
+    A float16 bundle runs in half precision on CUDA; on a device without CUDA it falls back to
+    float32 on the CPU (reported in fallbacks). Inputs and outputs stay float32 at the interface.
+    """
+    name = "torch"
+    install_hint = "pip install torch (JetPack's wheel on Jetson)"
+
+    def __init__(self):
+        self.version = None
+        self.providers_requested = []
+        self.providers_available = []
+        self.providers_used = []
+        self.fallbacks = []
+        self.threads = None
+        self._model = None
+        self._device = "cpu"
+        self._half = False
+
+    def load(self, model_path, settings):
+        try:
+            torch = importlib.import_module("torch")
+        except ImportError as exc:
+            raise RuntimeMissing("torch is not installed (%s) (fix: %s)" % (exc, self.install_hint))
+        self._torch = torch
+        self.version = getattr(torch, "__version__", "unknown")
+        self.providers_available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        aliases = {"cudaexecutionprovider": "cuda", "tensorrtexecutionprovider": "cuda",
+                   "cpuexecutionprovider": "cpu", "gpu": "cuda"}
+        requested = [aliases.get(str(p).lower(), str(p).lower()) for p in (settings.get("providers") or ["cpu"])]
+        self.providers_requested = requested
+        device = None
+        for p in requested:
+            if p in self.providers_available:
+                device = p
+                break
+            self.fallbacks.append("%s not available on this device" % p)
+        device = device or "cpu"
+        threads = int(settings.get("threads") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.threads = threads if threads > 0 else torch.get_num_threads()
+        try:
+            model = torch.jit.load(model_path, map_location=device)
+        except Exception as exc:
+            raise RuntimeLoadError("torch could not load %s: %s" % (model_path, _short(exc)))
+        model.eval()
+        half = str(settings.get("weights_dtype") or "") == "float16" or _has_half(model)
+        if half and device == "cpu" and not settings.get("half_on_cpu"):
+            model = model.float()
+            self.fallbacks.append("float16 model run as float32 on the CPU (no CUDA)")
+        self._half = half and (device != "cpu" or bool(settings.get("half_on_cpu")))
+        self._model = model
+        self._device = device
+        try:  # forward's argument names: feeds are matched by name, not by dict order
+            self._names = [a.name for a in model.forward.schema.arguments[1:]]
+        except Exception:
+            self._names = []
+        self.providers_used = [device + (" (float16)" if self._half else "")]
+
+    def run(self, feeds):
+        torch = self._torch
+        args = []
+        values = list(feeds.values())
+        if self._names and set(feeds) == set(self._names[:len(feeds)]):
+            values = [feeds[n] for n in self._names[:len(feeds)]]
+        for value in values:
+            t = torch.from_numpy(_contiguous(value)).to(self._device)
+            if self._half and t.is_floating_point():
+                t = t.half()
+            args.append(t)
+        with torch.no_grad():
+            out = self._model(*args)
+        return _torch_outputs(out)
+
+    def describe(self):
+        return {"name": self.name, "version": self.version,
+                "providers_requested": self.providers_requested,
+                "providers_available": self.providers_available,
+                "providers_used": self.providers_used,
+                "provider": self.providers_used[0] if self.providers_used else None,
+                "fallbacks": self.fallbacks, "threads": self.threads}
+
+
+def _contiguous(value):
+    import numpy as np
+    return np.ascontiguousarray(value)
+
+
+def _has_half(model):
+    for p in model.parameters():
+        return p.dtype.__repr__().endswith("float16")
+    return False
+
+
+def _torch_outputs(out):
+    def arr(t):
+        t = t.detach().cpu()
+        if t.is_floating_point() and str(t.dtype) != "torch.float32":
+            t = t.float()
+        return t.numpy()
+    if isinstance(out, (tuple, list)):
+        if len(out) == 1:
+            return {"output": arr(out[0])}
+        return dict(("output_%d" % i, arr(o)) for i, o in enumerate(out))
+    if isinstance(out, dict):
+        return dict((str(k), arr(v)) for k, v in out.items())
+    return {"output": arr(out)}
+
+
+def _dist_version(package):
+    try:
+        from importlib import metadata
+    except ImportError:  # Python < 3.8 has no importlib.metadata
+        return None
+    try:
+        return metadata.version(package)
+    except Exception:
+        return None
+
+
 def _short(exc):
     text = " ".join(str(exc).split())
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
-RUNTIMES = {"onnxruntime": OnnxRuntime}
+RUNTIMES = {"onnxruntime": OnnxRuntime, "litert": LiteRtRuntime, "torch": TorchRuntime}
 
 
 def create(name):
@@ -121,4 +403,17 @@ def installed():
                                 "providers": list(ort.get_available_providers())}
     except Exception:
         pass
+    for modname, package in LiteRtRuntime.CANDIDATES:
+        if _dist_version(package) or (package != "tensorflow" and _importable(modname)):
+            found["litert"] = {"version": _dist_version(package) or "unknown", "implementation": package}
+            break
+    if _dist_version("torch"):
+        found["torch"] = {"version": _dist_version("torch")}
     return found
+
+
+def _importable(modname):
+    try:
+        return importlib.util.find_spec(modname.split(".")[0]) is not None
+    except Exception:
+        return False

@@ -38,9 +38,15 @@ class Artifact:
 # format -> (converter module, quantizer module); each exposes convert()/quantize().
 REGISTRY: dict[Format, tuple[str, str]] = {
     Format.ONNX: ("packager.convert.onnx", "packager.quantize.onnx"),
+    Format.TFLITE: ("packager.convert.tflite", "packager.quantize.tflite"),
+    Format.TORCHSCRIPT: ("packager.convert.torchscript", "packager.quantize.torchscript"),
 }
 
+# The model's file name inside the bundle's model/ folder.
+MODEL_FILE = {Format.ONNX: "model.onnx", Format.TFLITE: "model.tflite", Format.TORCHSCRIPT: "model.pt"}
+
 ALTERNATIVE = {
+    Format.ONNX: "TF-Lite (--format tflite) or TorchScript (--format torchscript)",
     Format.TFLITE: "ONNX: --profile x86-cpu, or --format onnx",
     Format.TORCHSCRIPT: "ONNX: --profile jetson (ONNX fp16 on TensorRT/CUDA), or --format onnx",
 }
@@ -52,6 +58,21 @@ def _module(fmt: Format, which: int):
         raise ConversionError(f"target format '{fmt.value}' is not supported by this edgepack yet",
                               f"use {ALTERNATIVE.get(fmt, 'another format')}")
     return importlib.import_module(entry[which])
+
+
+def alternative(fmt: Format) -> str:
+    return ALTERNATIVE.get(fmt, "another format")
+
+
+def int8_mode(fmt: Format, profile, art: Artifact) -> str:
+    """Resolve the profile's int8 mode ('auto' included) for this format: 'dynamic' or 'static'."""
+    module = _module(fmt, 1)
+    resolve = getattr(module, "resolve_int8_mode", None)
+    if resolve is not None:
+        return resolve(profile, art)
+    if fmt == Format.ONNX:
+        return module.resolve_mode(profile["quantization"]["mode"], module.op_types(art.path))
+    return profile["quantization"]["mode"]
 
 
 def converter(fmt: Format) -> Callable:

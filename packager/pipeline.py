@@ -16,7 +16,7 @@ from pathlib import Path
 from . import __version__, bundle, data, hostbench, profiles, sources
 from . import parity as host_parity
 from .errors import DataError, UsageError
-from .formats import Format, converter, quantizer
+from .formats import MODEL_FILE, Format, converter, int8_mode, quantizer
 from .specs import TensorSpec, parse_input_shapes
 
 import agent
@@ -39,6 +39,7 @@ class BuildOptions:
     budget_ms: float | None = None
     force: bool = False
     command: str | None = None
+    torchscript_mode: str | None = None     # auto | trace | script (TorchScript targets)
 
 
 @dataclass
@@ -50,8 +51,11 @@ class BuildResult:
 
 def _versions(kind: str) -> dict:
     names = ["numpy", "onnx", "onnxruntime", "onnxconverter-common"]
-    if kind == "torch":
+    if kind in ("torch", "torchscript", "exported"):
         names += ["torch"]
+    if kind in ("keras", "savedmodel"):
+        names += ["tensorflow-cpu", "tensorflow", "keras", "tf2onnx"]
+    names += ["litert-torch", "ai-edge-quantizer", "ai-edge-litert"]
     out = {"python": platform.python_version(), "edgepack": __version__}
     for n in names:
         try:
@@ -65,6 +69,9 @@ def resolve_profile(opts: BuildOptions) -> profiles.Profile:
     prof = profiles.load(opts.profile)
     if opts.format or opts.precision:
         prof = prof.with_overrides(opts.format, opts.precision)
+    if opts.torchscript_mode:
+        prof.data.setdefault("torchscript", {})["mode"] = opts.torchscript_mode
+        profiles._check_choices(prof.data, "--torchscript-mode")
     return prof
 
 
@@ -118,9 +125,7 @@ def build(opts: BuildOptions) -> BuildResult:
         calib_info = "none"
         calib = None
         if prof.precision == "int8":
-            from .quantize.onnx import op_types, resolve_mode  # noqa: F401 (ONNX-only for now)
-            mode = resolve_mode(prof["quantization"]["mode"], op_types(art.path)) if fmt == Format.ONNX \
-                else prof["quantization"]["mode"]
+            mode = int8_mode(fmt, prof, art)
             if mode == "static":
                 limit = int(prof["quantization"]["calibration_samples"])
                 if opts.calibration:
@@ -141,12 +146,17 @@ def build(opts: BuildOptions) -> BuildResult:
             warnings.append(f"--calibration is ignored for precision {prof.precision}")
 
         float_art = art
+        if calib is not None:
+            calib = [to_model_layout(x, art) for x in calib]
         art = quantize(art, prof, prof.precision, calib, work)
         warnings.extend(w for w in art.warnings if w not in warnings)
 
+        # The vectors and the converted model take inputs in the model's layout (NHWC for a
+        # channels-last TF-Lite model); the outputs stay the ORIGINAL model's.
+        model_inputs = [to_model_layout(x, art) for x in ref_inputs]
         log.info("host parity on %d samples", len(ref_inputs))
         thresholds = prof.thresholds()
-        converted = host_parity.run_artifact(art, ref_inputs, prof["runtime"])
+        converted = host_parity.run_artifact(art, model_inputs, prof["runtime"])
         par = host_parity.check(ref_outputs, converted, thresholds, prof.name)
         host_parity.raise_if_failed(par, f"{src.name} -> {fmt.value} {prof.precision} (profile {prof.name})")
 
@@ -161,7 +171,7 @@ def build(opts: BuildOptions) -> BuildResult:
         quant = dict(art.info.get("quantization") or {})
         if prof.precision == "int8":
             quant["calibration"] = calib_info
-            speed = hostbench.compare(float_art, art, ref_inputs[0], prof["runtime"])
+            speed = hostbench.compare(float_art, art, model_inputs[0], prof["runtime"])
             if speed is not None:
                 quant["host_latency"] = speed
                 if speed["speedup"] < 0.95:  # 5 % margin: timing noise on a busy host
@@ -194,10 +204,21 @@ def build(opts: BuildOptions) -> BuildResult:
                 "host": socket.gethostname(), "user": _user(),
             },
         }
-        out = bundle.write(opts.out, folder, art.path, "model.onnx" if fmt == Format.ONNX else art.path.name,
-                           manifest, ref_inputs, ref_outputs, force=opts.force)  # ORIGINAL outputs
+        out = bundle.write(opts.out, folder, art.path, MODEL_FILE.get(fmt, art.path.name),
+                           manifest, model_inputs, ref_outputs, force=opts.force)  # ORIGINAL outputs
     final_manifest = bundle.load_manifest(out)
     return BuildResult(bundle=out, manifest=final_manifest, warnings=warnings)
+
+
+def to_model_layout(feeds: dict, art) -> dict:
+    """Transpose inputs whose layout the converter changed (art.info['layout_changes'])."""
+    changes = (art.info or {}).get("layout_changes") or {}
+    if not changes:
+        return feeds
+    import numpy as np
+
+    return {k: (np.ascontiguousarray(v.transpose(changes[k]["perm"])) if k in changes else v)
+            for k, v in feeds.items()}
 
 
 def _safe_token(text: str) -> bool:

@@ -67,6 +67,9 @@ SCHEMA: dict[str, Any] = {
         "budget_ms": _OPT_NUM,
         "budget_metric": str,
     },
+    "torchscript": {
+        "mode": str,               # auto | trace | script (packager/convert/torchscript.py)
+    },
     "device": {
         "arch": list,
         "min_python": str,
@@ -83,6 +86,7 @@ CHOICES = {
     ("runtime", "graph_optimization"): GRAPH_OPT,
     ("probe", "budget_metric"): METRICS,
     ("layout",): ("NCHW", "NHWC", "auto"),
+    ("torchscript", "mode"): ("auto", "trace", "script"),
 }
 
 

@@ -53,6 +53,10 @@ def load(ref: str, input_shapes: dict[str, list[int]]) -> SourceModel:
     path = Path(ref)
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, input_shapes)
+    from . import sources_ext  # .pt, .pt2, .keras, SavedModel folders
+
+    if sources_ext.handles(path):
+        return sources_ext.load(path, input_shapes)
     if ":" in ref and not path.exists():
         return load_factory(ref, input_shapes)
     if not path.exists():

@@ -1,0 +1,104 @@
+"""Quantize a TorchScript artifact.
+
+- fp16: weights stored as float16 (for CUDA devices: Jetson). The agent runs it in half
+  precision on CUDA and falls back to float32 on a CPU-only device (reported). The build also
+  runs the half model on the host CPU and records how far it is from float32.
+- int8: dynamic only (int8 weights for Linear/LSTM, activations quantized on the fly), through
+  torch.ao.quantization.quantize_dynamic_jit. Static int8 is not offered for TorchScript: use
+  ONNX (QDQ) or TF-Lite for that.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConversionError
+from ..formats import Artifact
+
+log = logging.getLogger(__name__)
+
+
+def resolve_int8_mode(profile, art: Artifact) -> str:
+    mode = profile["quantization"]["mode"]
+    if mode == "static":
+        raise ConversionError("TorchScript int8 is dynamic only here (int8 Linear/LSTM weights); static "
+                              "int8 needs a different toolchain",
+                              "use --precision int8-dynamic, or --format onnx --precision int8-static, "
+                              "or --format tflite --precision int8-static")
+    return "dynamic"
+
+
+def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path) -> Artifact:
+    if precision == "fp32":
+        return art
+    import torch
+
+    t0 = time.perf_counter()
+    model = torch.jit.load(str(art.path), map_location="cpu").eval()
+    if precision == "fp16":
+        half = model.half()
+        out = workdir / "model.fp16.pt"
+        torch.jit.save(half, str(out))
+        info = {"method": "float16 weights (model.half()); float32 I/O at the agent",
+                "device": "CUDA runs float16; CPU-only devices fall back to float32"}
+        info.update(_cpu_half_check(model, torch.jit.load(str(out), map_location="cpu"), art))
+    elif precision == "int8":
+        resolve_int8_mode(profile, art)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                qmodel = torch.ao.quantization.quantize_dynamic_jit(
+                    model, {"": torch.ao.quantization.default_dynamic_qconfig})
+        except Exception as exc:
+            raise ConversionError(f"TorchScript int8 dynamic quantization failed: {type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:300]}",
+                                  "use --precision fp32/fp16, or --format onnx --precision int8") from exc
+        out = workdir / "model.int8.pt"
+        torch.jit.save(qmodel, str(out))
+        graph = str(qmodel.inlined_graph) if hasattr(qmodel, "inlined_graph") else str(qmodel.graph)
+        count = graph.count("quantized::linear_dynamic") + graph.count("quantized::quantized_lstm")
+        info = {"mode": "dynamic", "method": "torch.ao.quantization.quantize_dynamic_jit",
+                "quantized_layers": count}
+        if count == 0:
+            art.warnings.append("int8 dynamic found no Linear/LSTM layer to quantize: the model is unchanged "
+                                "in precision (use fp16, or --format onnx/tflite for int8 convolutions)")
+    else:
+        raise ConversionError(f"TorchScript cannot take precision '{precision}'", "use fp32, fp16 or int8")
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    new = Artifact(format=art.format, path=out, runtime=art.runtime, inputs=art.inputs, outputs=art.outputs,
+                   precision=precision, info=dict(art.info, quantization=info), warnings=list(art.warnings))
+    return new
+
+
+def _cpu_half_check(fp32_model, half_model, art: Artifact) -> dict:
+    """Run the half model in float16 on the host CPU against float32: overflow shows up here."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    args32, args16 = [], []
+    for s in art.inputs:
+        shape = s.example_shape or [d if isinstance(d, int) else 1 for d in s.shape]
+        if np.dtype(s.dtype).kind != "f":
+            return {"cpu_half_check": "skipped (non-float inputs)"}
+        x = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+        args32.append(x)
+        args16.append(x.half())
+    try:
+        with torch.no_grad():
+            a = fp32_model(*args32)
+            b = half_model(*args16)
+    except Exception as exc:
+        return {"cpu_half_check": f"not run on this CPU ({type(exc).__name__})"}
+    a = a if isinstance(a, torch.Tensor) else next(iter(a.values() if isinstance(a, dict) else a))
+    b = b if isinstance(b, torch.Tensor) else next(iter(b.values() if isinstance(b, dict) else b))
+    b = b.float()
+    if not torch.isfinite(b).all():
+        raise ConversionError("the float16 model produces NaN/Inf where float32 does not (overflow)",
+                              "use --precision fp32 for this model")
+    a, b = a.double().flatten(), b.double().flatten()
+    cos = float(torch.dot(a, b) / (a.norm() * b.norm() + 1e-30))
+    return {"cpu_half_check": {"cosine_vs_fp32": round(cos, 6), "max_abs": float((a - b).abs().max())}}
