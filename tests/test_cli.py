@@ -173,3 +173,33 @@ def test_selftest_of_archive(tmp_path):
 def test_selftest_of_a_folder_that_is_no_bundle(tmp_path):
     proc = run_cli("selftest", tmp_path)
     assert proc.returncode == 2 and "no manifest.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _mount_tmpfs(path, options):
+    path.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): " + proc.stderr.decode()[-200:])
+
+
+@pytest.mark.parametrize("options,expect", [("size=100k", "No space left on device"),
+                                             ("ro,size=1m", "cannot create --out folder")])
+def test_out_on_full_or_readonly_disk_leaves_nothing(tmp_path, options, expect):
+    mnt = tmp_path / "mnt"
+    _mount_tmpfs(mnt, options)
+    try:
+        proc = run_cli("build", f"{EXAMPLES}:tiny_cnn", "--profile", "x86-cpu", "--out", mnt / "dist")
+        assert proc.returncode == 2, proc.stderr
+        assert expect in proc.stderr and "Traceback" not in proc.stderr
+        left = [p for p in mnt.rglob("*") if p.is_file()]
+        assert left == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_inputs_with_wrong_dtype(tmp_path):
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 1, 3, 32, 32), np.int32))
+    proc = run_cli("build", f"{EXAMPLES}:tiny_cnn", "--profile", "x86-cpu", "--inputs", tmp_path / "in.npz",
+                   "--out", tmp_path / "d")
+    assert proc.returncode == 2
+    assert "inputs array 'x'" in proc.stderr and "is int32, the model takes float32" in proc.stderr
