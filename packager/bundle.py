@@ -92,8 +92,12 @@ def _file_table(root: Path) -> dict:
 
 
 def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, manifest: dict,
-          inputs: list[dict], outputs: list[dict], force: bool = False) -> Path:
-    """Assemble a bundle in a temp folder, then rename it to out_dir/folder_name."""
+          inputs: list[dict], outputs: list[dict], force: bool = False, finalize=None) -> Path:
+    """Assemble a bundle in a temp folder, then rename it to out_dir/folder_name.
+
+    finalize(tmp_folder), if given, runs after the manifest is written and before the rename
+    (signing): if it fails, no bundle appears.
+    """
     check_out_dir(out_dir)
     final = out_dir / folder_name
     if final.exists() and not force:
@@ -108,6 +112,8 @@ def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, ma
         _copy_agent(tmp / "agent")
         manifest["files"] = _file_table(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if finalize is not None:
+            finalize(tmp)
         os.chmod(tmp, 0o755)
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".old", dir=out_dir))

@@ -147,12 +147,9 @@ def build(
         raise typer.Exit(EXIT_BAD_INPUT)
     opts = BuildOptions(source=source, profile=profile, out=out, format=fmt, precision=precision,
                         input_shapes=list(input_shape or []), inputs=inputs, calibration=calibration,
-                        name=name, version=version, budget_ms=budget, force=force,
+                        name=name, version=version, budget_ms=budget, force=force, sign_key=sign_key,
                         command=" ".join(["edgepack"] + sys.argv[1:]))
-    result = run_guarded(do_build, opts)
-    if sign_key is not None:
-        from . import signing
-        run_guarded(signing.sign_manifest, result.bundle, sign_key)
+    result = run_guarded(do_build, opts)  # signs inside the build, before the bundle appears
     archive_path = None
     if archive:
         from .bundle import make_archive

@@ -37,6 +37,7 @@ class BuildOptions:
     name: str | None = None
     version: str | None = None
     budget_ms: float | None = None
+    sign_key: Path | None = None
     force: bool = False
     command: str | None = None
     torchscript_mode: str | None = None     # auto | trace | script (TorchScript targets)
@@ -88,6 +89,9 @@ def build(opts: BuildOptions) -> BuildResult:
     if opts.name is not None and not _safe_token(opts.name):
         raise UsageError(f"--name '{opts.name}' has characters that do not belong in a folder name",
                          "use letters, digits, '.', '_' and '-'")
+    if opts.sign_key is not None and not Path(opts.sign_key).is_file():
+        raise UsageError(f"signing key '{opts.sign_key}' does not exist",
+                         "create one with `edgepack keygen KEY`, or pass the right path")
     bundle.check_out_dir(opts.out)
 
     log.info("loading %s", opts.source)
@@ -205,7 +209,8 @@ def build(opts: BuildOptions) -> BuildResult:
             },
         }
         out = bundle.write(opts.out, folder, art.path, MODEL_FILE.get(fmt, art.path.name),
-                           manifest, model_inputs, ref_outputs, force=opts.force)  # ORIGINAL outputs
+                           manifest, model_inputs, ref_outputs, force=opts.force,  # ORIGINAL outputs
+                           finalize=_signer(opts.sign_key))
     final_manifest = bundle.load_manifest(out)
     return BuildResult(bundle=out, manifest=final_manifest, warnings=warnings)
 
@@ -219,6 +224,18 @@ def to_model_layout(feeds: dict, art) -> dict:
 
     return {k: (np.ascontiguousarray(v.transpose(changes[k]["perm"])) if k in changes else v)
             for k, v in feeds.items()}
+
+
+def _signer(key: Path | None):
+    if key is None:
+        return None
+
+    def sign(folder: Path) -> None:
+        from . import signing
+
+        signing.sign_manifest(str(folder), str(key))
+
+    return sign
 
 
 def _safe_token(text: str) -> bool:

@@ -203,3 +203,23 @@ def test_inputs_with_wrong_dtype(tmp_path):
                    "--out", tmp_path / "d")
     assert proc.returncode == 2
     assert "inputs array 'x'" in proc.stderr and "is int32, the model takes float32" in proc.stderr
+
+
+def test_signed_build_writes_a_verifiable_signature_and_a_bad_key_writes_nothing(tmp_path):
+    from packager import signing
+
+    key = tmp_path / "k"
+    assert run_cli("keygen", key).returncode == 0
+    proc = run_cli("build", f"{EXAMPLES}:mlp", "--profile", "x86-cpu", "--out", tmp_path / "d",
+                   "--sign-key", key, "--json")
+    assert proc.returncode == 0, proc.stderr
+    b = json.loads(proc.stdout)["bundle"]
+    signers = [p for p in tmp_path.iterdir() if "allowed" in p.name]
+    assert signers, list(tmp_path.iterdir())
+    ok, _ = signing.verify_manifest(b, str(signers[0]))
+    assert ok
+    bad = tmp_path / "notakey"
+    bad.write_text("garbage")
+    proc = run_cli("build", f"{EXAMPLES}:mlp", "--profile", "x86-cpu", "--out", tmp_path / "d2", "--sign-key", bad)
+    assert proc.returncode == 2 and "cannot sign" in proc.stderr
+    assert not (tmp_path / "d2").exists() or list((tmp_path / "d2").iterdir()) == []
