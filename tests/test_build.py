@@ -235,3 +235,25 @@ def test_archive_roundtrip_and_unsafe_archives_refused(bundles, tmp_path):
         with pytest.raises(Exception, match=why):
             bundle_mod.extract_archive(evil(name, kind), dest)
         assert not dest.exists()
+
+
+def test_two_inputs_follow_forward_order_whatever_the_flag_order(tmp_path):
+    src = tmp_path / "two_in.py"
+    src.write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.a = torch.nn.Linear(8, 4); self.b = torch.nn.Linear(3, 4)\n"
+        "    def forward(self, features, extra):\n"
+        "        return self.a(features) * torch.sigmoid(self.b(extra))\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return M().eval()\n")
+    res = build(BuildOptions(source=f"{src}:make", profile="x86-cpu", out=tmp_path / "d",
+                             input_shapes=["extra=1x3", "features=1x8"]))
+    assert [i["name"] for i in res.manifest["inputs"]] == ["features", "extra"]
+    proc = run_agent(res.bundle, "selftest", "--json", ".", "--runs", "3", "--seconds", "0", "--warmup", "0")
+    assert proc.returncode == 0, proc.stdout[-1500:]
+    with pytest.raises(Exception, match=r"--input-shape given, forward\(\) takes 2"):
+        build(BuildOptions(source=f"{src}:make", profile="x86-cpu", out=tmp_path / "d",
+                           input_shapes=["a=1x8", "b=1x3", "c=1x1"]))
