@@ -133,10 +133,27 @@ class Device:
                                f"{(self.dir / 'sshd.log').read_text() if (self.dir / 'sshd.log').exists() else ''}")
 
     def wait(self):
-        wait_banner(self.address, self.port)
+        try:
+            wait_banner(self.address, self.port)
+        except RuntimeError as exc:
+            log = self.dir / "sshd.log"
+            raise RuntimeError(f"{exc}: {log.read_text()[-500:] if log.exists() else 'no log'}")
         self.pid = int((self.dir / "sshd.pid").read_text().strip())
 
     def stop(self):
+        pidfile = self.dir / "sshd.pid"
+        if not self.pid and pidfile.exists():
+            try:
+                self.pid = int(pidfile.read_text().strip())
+            except ValueError:
+                pass
+        if self.netns:  # every process left in the device's namespace is one we started
+            r = _run("ip", "netns", "pids", self.netns, check=False)
+            for pid in r.stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
         if self.pid:
             try:
                 os.kill(self.pid, signal.SIGTERM)
@@ -188,6 +205,7 @@ class Fleet:
         self.devices: list[Device] = []
         self.count = count
         self.netns: list[str] = []
+        self.links: list[str] = []
         self.mounts: list[Path] = []
 
     def start(self):
@@ -210,9 +228,13 @@ class Fleet:
         if address:
             d.address, d.port = address, 22
         self.devices.append(d)
-        d.create()
-        d.start()
-        d.wait()
+        try:
+            d.create()
+            d.start()
+            d.wait()
+        except Exception:
+            d.stop()  # never leave a daemon behind
+            raise
         return d
 
     def _make_pythons(self):
@@ -264,9 +286,10 @@ class Fleet:
         n = len(self.netns)
         ns = f"epf{self.tag}n{n}"
         host_if, ns_if = f"epf{self.tag}h{n}", f"epf{self.tag}p{n}"
-        net = f"10.231.{n}"
+        net = f"10.{231 + n}.{os.getpid() % 250}"  # unique per session
         _run("ip", "netns", "add", ns)
         self.netns.append(ns)
+        self.links.append(host_if)
         _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
         _run("ip", "link", "set", ns_if, "netns", ns)
         _run("ip", "addr", "add", f"{net}.1/30", "dev", host_if)
@@ -289,6 +312,8 @@ class Fleet:
         time.sleep(0.1)
         for mnt in self.mounts:
             _run("umount", "-l", mnt, check=False)
+        for link in self.links:  # deleting one end removes the pair, even while the
+            _run("ip", "link", "delete", link, check=False)  # namespace lingers
         for ns in self.netns:
             _run("ip", "netns", "delete", ns, check=False)
         for d in self.devices:

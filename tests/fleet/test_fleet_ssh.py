@@ -298,15 +298,15 @@ def test_signed_bundle_accepted_tampered_refused(fleet, bundle_set, tmp_path):
 
 # ---------------------------------------------------------------------------- faults mid-way
 
-def _watch_for_part(top: Path, action, timeout=20.0):
-    """In a thread: as soon as a .part file appears under top, run action()."""
+def _watch_for_part(top: Path, action, name="blob.bin.part", timeout=20.0):
+    """In a thread: as soon as the partial upload `name` appears under top, run action()."""
     fired = threading.Event()
 
     def loop():
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if any(p.suffix == ".part" and p.stat().st_size > 0 for p in top.rglob("*.part")):
+                if any(p.stat().st_size > 0 for p in top.rglob(name)):
                     action()
                     fired.set()
                     return
