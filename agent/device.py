@@ -276,17 +276,24 @@ def prepare(root, release_id):
         if name != release_id:
             _rmtree(full)
             cleaned.append(name)
-    stage = os.path.join(stage_root, release_id)
-    _mkdir(stage)
-    cleaned.extend(_remove_parts(stage))
     for name in os.listdir(root):
         if name.startswith(".") and name.endswith(".tmp"):
             _rmtree(os.path.join(root, name))
-    return {"stage": stage, "root": root,
+    current = _link_target_id(root, "current")
+    info = {"root": root, "current": current, "previous": _link_target_id(root, "previous"),
             "release_exists": os.path.isfile(os.path.join(root, "releases", release_id,
                                                           "manifest.json")),
-            "current": _link_target_id(root, "current"),
-            "previous": _link_target_id(root, "previous"), "cleaned": cleaned}
+            "cleaned": cleaned, "stage": None, "unchanged": False}
+    if current == release_id and info["release_exists"]:
+        # Already current: nothing to stage; say what the last self-test found.
+        _rmtree(os.path.join(stage_root, release_id))
+        info.update(unchanged=True, last_report=status(root)["last_report"])
+        return info
+    stage = os.path.join(stage_root, release_id)
+    _mkdir(stage)
+    cleaned.extend(_remove_parts(stage))
+    info["stage"] = stage
+    return info
 
 
 def _remove_parts(top):

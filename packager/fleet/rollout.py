@@ -334,16 +334,13 @@ def push_one(host: Host, bundle: Bundle, opts: FleetOptions,
         dev.lock()
         res.step = "prepare"
         info = dev.call("prepare", "--id", bundle.release_id)
-        staged = True
         res.current, res.previous = info.get("current"), info.get("previous")
-        if info.get("current") == bundle.release_id and info.get("release_exists"):
-            dev.call("abort", "--id", bundle.release_id)
-            staged = False
-            st = dev.call("status", lease=False)
-            last = st.get("last_report") or {}
+        if info.get("unchanged"):
+            last = info.get("last_report") or {}
             res.verdict, res.p50_ms = last.get("verdict"), last.get("p50_ms")
             res.status, res.step, res.reason = "unchanged", "done", "already the current release"
             return res
+        staged = True
         stage = info["stage"]
         res.step = "upload"
         t.put(os.path.join(bundle.path, "manifest.json"), f"{stage}/manifest.json")
