@@ -133,11 +133,31 @@ def load_exported(path: Path, input_shapes) -> SourceModel:
     for s in specs:
         if s.example_shape is None and all(isinstance(d, int) for d in s.shape):
             s.example_shape = list(s.shape)
-    module = ep.module()
+    module = _ep_module(ep.module())
     names = [s.name for s in specs]
     return SourceModel(kind="exported", name=_clean_name(path.stem), ref=str(path), sha256=sha256_file(path),
                        inputs=specs, outputs=[], obj=module, runner=_torch_runner(module, names),
                        notes=[f"torch {torch.__version__}", "ExportedProgram"])
+
+
+def _ep_module(graph_module):
+    """ExportedProgram.module() refuses train()/eval(), which exporters call: hold it in a module
+    whose train() only sets the flag (the exported graph is inference-only already)."""
+    torch = _torch()
+
+    class ExportedModule(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gm = graph_module
+
+        def train(self, mode: bool = True):
+            self.training = mode
+            return self
+
+        def forward(self, *args):
+            return self.gm(*args)
+
+    return ExportedModule()
 
 
 # --------------------------------------------------------------------------- TensorFlow / Keras

@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # Pinned set (see requirements.txt); torch==2.13.0 is the CPU build.
-.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+# One resolver pass for the base set and the TF-Lite/TensorFlow extras (clean `pip check`, measured).
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-tf.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
 
 # The fleet tests start real OpenSSH daemons on 127.0.0.1: they need sshd.

@@ -20,8 +20,11 @@ def convert(source: SourceModel, profile, workdir: Path, example: dict[str, np.n
     out = workdir / "model.onnx"
     if source.kind == "onnx":
         return _from_onnx(source, profile, out)
-    if source.kind == "torch":
+    if source.kind in ("torch", "torchscript", "exported"):  # nn.Module, ScriptModule, GraphModule
         return _from_torch(source, profile, out, example)
+    if source.kind in ("keras", "savedmodel"):
+        from . import onnx_tf
+        return onnx_tf.convert(source, profile, out)
     raise ConversionError(f"no route from a {source.kind} source to ONNX", "pass an ONNX file or a PyTorch factory")
 
 

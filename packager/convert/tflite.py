@@ -86,7 +86,9 @@ def make_wrapper(module, names: list[str], perms: dict, out_names: list[str]):
     ns: dict = {}
     exec(code, ns)  # noqa: S102 - fixed template over identifier-checked names
     Wrapper.forward = ns["forward"]
-    return Wrapper().eval()
+    wrapper = Wrapper()
+    wrapper.training = False  # not .eval(): an ExportedProgram's module refuses train()/eval()
+    return wrapper
 
 
 def _layout_changes(source: SourceModel, profile) -> dict:

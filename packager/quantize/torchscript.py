@@ -48,17 +48,9 @@ def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path)
         info.update(_cpu_half_check(model, torch.jit.load(str(out), map_location="cpu"), art))
     elif precision == "int8":
         resolve_int8_mode(profile, art)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                qmodel = torch.ao.quantization.quantize_dynamic_jit(
-                    model, {"": torch.ao.quantization.default_dynamic_qconfig})
-        except Exception as exc:
-            raise ConversionError(f"TorchScript int8 dynamic quantization failed: {type(exc).__name__}: "
-                                  f"{' '.join(str(exc).split())[:300]}",
-                                  "use --precision fp32/fp16, or --format onnx --precision int8") from exc
         out = workdir / "model.int8.pt"
-        torch.jit.save(qmodel, str(out))
+        _quantize_dynamic_in_child(art.path, out, art.info.get("mode"))
+        qmodel = torch.jit.load(str(out), map_location="cpu")
         graph = str(qmodel.inlined_graph) if hasattr(qmodel, "inlined_graph") else str(qmodel.graph)
         count = graph.count("quantized::linear_dynamic") + graph.count("quantized::quantized_lstm")
         info = {"mode": "dynamic", "method": "torch.ao.quantization.quantize_dynamic_jit",
@@ -72,6 +64,33 @@ def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path)
     new = Artifact(format=art.format, path=out, runtime=art.runtime, inputs=art.inputs, outputs=art.outputs,
                    precision=precision, info=dict(art.info, quantization=info), warnings=list(art.warnings))
     return new
+
+
+_CHILD = """
+import sys, warnings
+import torch
+warnings.simplefilter("ignore")
+m = torch.jit.load(sys.argv[1], map_location="cpu").eval()
+q = torch.ao.quantization.quantize_dynamic_jit(m, {"": torch.ao.quantization.default_dynamic_qconfig})
+torch.jit.save(q, sys.argv[2])
+"""
+
+
+def _quantize_dynamic_in_child(src: Path, out: Path, mode) -> None:
+    """quantize_dynamic_jit can crash the process (a segfault on scripted nn.Transformer layers in
+    torch 2.13, measured): run it in a child so a crash becomes a clear error, not a dead build."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(out)], capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode != 0 or not out.is_file():
+        why = (f"it crashed (signal {-proc.returncode})" if proc.returncode < 0 else
+               " ".join(proc.stderr.strip().splitlines()[-1:])[:300])
+        hint = "use --format onnx --precision int8 (dynamic int8 for MatMul models), or --precision fp16"
+        if mode == "script":
+            hint = ("the model was scripted; if its trace is sound try --torchscript-mode trace, or " + hint)
+        raise ConversionError(f"TorchScript int8 dynamic quantization (quantize_dynamic_jit) failed: {why}", hint)
 
 
 def _cpu_half_check(fp32_model, half_model, art: Artifact) -> dict:
