@@ -47,6 +47,8 @@ def bundle_set(tmp_path_factory):
         "failing": derive(v1, base / "failing", manifest={"probe": probe,
                                                           "version": m["version"] + "-fail"}),
         "hang": derive(v1, base / "hang", files={"agent/selftest.py": hang_selftest}),
+        "crash": derive(v1, base / "crash",
+                        files={"agent/selftest.py": b"raise RuntimeError('agent boom')\n"}),
         "big": derive(v1, base / "big", files={"model/blob.bin": blob}),
     }
 

@@ -199,6 +199,20 @@ def test_hanging_agent_is_bounded(fleet, bundle_set, tmp_path):
     d = res.devices[0]
     assert d.step == "selftest" and "did not finish within 3" in d.reason
     assert current_of(dev, root) is None and leftovers(dev, root) == []
+    def hung_agents():
+        out = []
+        for p in dev.session_pids():
+            try:
+                if b"agent\x00selftest" in Path(f"/proc/{p}/cmdline").read_bytes():
+                    out.append(p)
+            except OSError:
+                pass
+        return out
+    assert hung_agents() == []  # killed with its process group, not left sleeping
+
+    d = rollout.push(str(bundle_set["crash"]), hs, opts(fleet, tmp_path)).devices[0]
+    assert d.step == "selftest" and "agent crashed" in d.reason and "agent boom" in d.reason
+    assert current_of(dev, root) is None and leftovers(dev, root) == []
 
 
 def test_lock_refuses_a_concurrent_push(fleet, bundle_set, tmp_path):
