@@ -1,8 +1,9 @@
-"""The limit the agent's probe is held to: a bare timed loop over an onnxruntime session.
+"""The limit the agent's probe is held to: a bare timed loop over an onnxruntime session
+(or a LiteRT Interpreter, for a TF-Lite bundle).
 
     python bench/bare_loop.py BUNDLE [--mode loop|import] [--runs N --seconds S ...]
 
-Standalone on purpose (stdlib + numpy + onnxruntime, nothing of edgepack or bench), so that its peak
+Standalone on purpose (stdlib + numpy + the runtime, nothing of edgepack or bench), so that its peak
 RSS is that of a process that only loads the runtime and the model and runs it. It opens the
 session exactly as the agent does (same intra/inter threads, graph optimization level, provider)
 from the bundle's manifest, feeds the same first reference input, and follows the same schedule
@@ -29,43 +30,63 @@ def main(argv):
         p.add_argument("--" + k.replace("_", "-"), type=float, default=None)
     a = p.parse_args(argv)
 
+    with open(os.path.join(a.bundle, "manifest.json")) as f:
+        m = json.load(f)
+    litert = m.get("runtime") == "litert"
     t0 = time.perf_counter()
     import numpy as np
-    import onnxruntime as ort
+    if litert:
+        from ai_edge_litert import interpreter as ort
+    else:
+        import onnxruntime as ort
     import_s = time.perf_counter() - t0
-    out = {"import_seconds": import_s}
+    out = {"import_seconds": import_s, "runtime": m.get("runtime")}
     if a.mode == "import":
         out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(json.dumps(out))
         return 0
 
-    with open(os.path.join(a.bundle, "manifest.json")) as f:
-        m = json.load(f)
     rs = m.get("runtime_settings") or {}
     probe = dict(m.get("probe") or {})
     for k in ("warmup_runs", "runs", "warmup_seconds", "seconds", "max_seconds"):
         if getattr(a, k) is not None:
             probe[k] = getattr(a, k)
-    opts = ort.SessionOptions()
     threads = int(rs.get("threads") or 0)
-    if threads > 0:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    opts.graph_optimization_level = levels.get(str(rs.get("graph_optimization") or "all").lower(),
-                                               levels["all"])
-    opts.log_severity_level = 3
     model = os.path.join(a.bundle, *m["model"]["path"].split("/"))
-    t0 = time.perf_counter()
-    sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
-    load_s = time.perf_counter() - t0
     vec = m["vectors"]
     with np.load(os.path.join(a.bundle, vec.get("path", "vectors.npz"))) as d:
         feeds = {name: d[key][0] for name, key in vec["inputs"].items()}
-    run = sess.run
+    t0 = time.perf_counter()
+    if litert:
+        # the Interpreter API, as the agent uses it: set every input, invoke, read every output
+        it = ort.Interpreter(model_path=model, **({"num_threads": threads} if threads > 0 else {}))
+        it.allocate_tensors()
+        ins = [(d["index"], feeds[name]) for d, name in zip(it.get_input_details(), feeds)]
+        outs = [d["index"] for d in it.get_output_details()]
+        set_tensor, invoke, get_tensor = it.set_tensor, it.invoke, it.get_tensor
+
+        def run(_names, _feeds):
+            for idx, value in ins:
+                set_tensor(idx, value)
+            invoke()
+            return [get_tensor(i) for i in outs]
+        intra = threads
+    else:
+        opts = ort.SessionOptions()
+        if threads > 0:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        opts.graph_optimization_level = levels.get(str(rs.get("graph_optimization") or "all").lower(),
+                                                   levels["all"])
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        run = sess.run
+        intra = opts.intra_op_num_threads
+    load_s = time.perf_counter() - t0
     clock = time.perf_counter
 
     t0 = clock()
@@ -95,7 +116,7 @@ def main(argv):
                warmup_seconds=warm_s, measure_seconds=meas_s, runs=n, p50_ms=p50,
                mean_ms=sum(ms) / n, min_ms=ms[0], max_ms=ms[-1],
                threads=threads if threads > 0 else "default",
-               intra_op_num_threads=opts.intra_op_num_threads,
+               intra_op_num_threads=intra,
                peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                in_process_seconds=time.perf_counter() - T_START)
     print(json.dumps(out))
