@@ -206,6 +206,7 @@ class LiteRtRuntime(object):
             runner = self._it.get_signature_runner(key)
             self._sig_in = dict((k, v["index"]) for k, v in runner.get_input_details().items())
             self._sig_out = dict((k, v["index"]) for k, v in runner.get_output_details().items())
+            del runner  # a live signature runner makes invoke() refuse to run ("reference to internal data")
         self.io_quantized = any(d["dtype"].__name__ in ("int8", "uint8") and (d.get("quantization") or (0,))[0]
                                 for d in self._inputs + self._outputs)
 
