@@ -112,6 +112,7 @@ class Bundle:
     manifest: dict
     release_id: str
     tmpdir: Optional[str] = None
+    source: Optional[str] = None  # what the user passed (a folder or a .tar.gz)
 
     @property
     def profile(self) -> Optional[str]:
@@ -120,7 +121,7 @@ class Bundle:
 
     def summary(self) -> dict:
         m = self.manifest
-        return {"path": self.path, "id": self.release_id, "name": m.get("name"),
+        return {"path": self.source or self.path, "id": self.release_id, "name": m.get("name"),
                 "version": m.get("version"), "profile": self.profile, "runtime": m.get("runtime"),
                 "signed": os.path.isfile(os.path.join(self.path, "signature"))}
 
@@ -155,7 +156,7 @@ def open_bundle(path: str) -> Bundle:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    return Bundle(str(p), manifest, rid, tmpdir)
+    return Bundle(str(p), manifest, rid, tmpdir, source=str(path))
 
 
 # ---------------------------------------------------------------------------- device commands

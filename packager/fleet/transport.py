@@ -322,7 +322,7 @@ class SSHTransport(Transport):
                     raise CommandTimeout(f"{self.name}: command did not finish within "
                                          f"{timeout:.0f}s", hint="check the device; raise the "
                                                                  "timeout if it is just slow")
-                select.select([chan], [], [], 0.2)
+                select.select([chan], [], [], 0.05)
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
@@ -403,7 +403,7 @@ class _SSHProcess(Process):
             elif self.chan.exit_status_ready() and not self.chan.recv_ready():
                 break
             else:
-                select.select([self.chan], [], [], min(left, 0.2))
+                select.select([self.chan], [], [], min(left, 0.05))
         line, sep, rest = self.buf.partition(b"\n")
         self.buf = rest
         return (line + sep).decode("utf-8", "replace")
