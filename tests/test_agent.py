@@ -71,6 +71,19 @@ def test_real_python38_runs_facts_and_reports_missing_numpy(bundles):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.skipif(not PY38.exists(), reason="Python 3.8 interpreter not on this machine")
+def test_real_python38_runs_the_device_layout_commands(bundles, tmp_path):
+    b = bundles("mlp", "x86-cpu")
+    root = tmp_path / "root"
+    rid = hashlib.sha256((b / "manifest.json").read_bytes()).hexdigest()
+    for args in (["status", "--root", str(root)], ["prepare", "--root", str(root), "--id", rid],
+                 ["rollback", "--root", str(root)]):
+        proc = run_agent(b, *args, python=str(PY38))
+        assert "Traceback" not in proc.stderr and "SyntaxError" not in proc.stderr, proc.stderr
+        json.loads(proc.stdout)
+    assert json.loads(run_agent(b, "status", "--root", str(root), python=str(PY38)).stdout)["current"] is None
+
+
 def test_tampered_model_is_unusable(copy_of):
     b = copy_of()
     model = b / "model" / "model.onnx"
