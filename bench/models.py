@@ -45,7 +45,11 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def _init(model, seed=0):
+def _init(model_cls, seed=0, **kwargs):
+    # Seed BEFORE construction: nn.MultiheadAttention has no public reset_parameters(), so its
+    # projection weights keep whatever the constructor drew (examples/models.py seeds too late).
+    torch.manual_seed(seed)
+    model = model_cls(**kwargs)
     torch.manual_seed(seed)
     for m in model.modules():
         if hasattr(m, "reset_parameters"):
@@ -63,26 +67,26 @@ def _x(*shape):
 
 def cnn():
     """~1.2 M parameters at 1x3x224x224."""
-    return _init(ConvNet()), _x(1, 3, 224, 224)
+    return _init(ConvNet), _x(1, 3, 224, 224)
 
 
 def transformer():
     """4 encoder layers, seq 128, dim 256, 4 heads, ff 1024."""
-    return _init(Transformer()), _x(1, 128, 256)
+    return _init(Transformer), _x(1, 128, 256)
 
 
 def mlp():
-    return _init(MLP()), _x(1, 256)
+    return _init(MLP), _x(1, 256)
 
 
 def cnn_smoke():
-    return _init(ConvNet(widths=(8, 16), classes=10)), _x(1, 3, 32, 32)
+    return _init(ConvNet, widths=(8, 16), classes=10), _x(1, 3, 32, 32)
 
 
 def transformer_smoke():
-    return _init(Transformer(dim=32, heads=2, layers=1, ff=64, classes=4)), _x(1, 8, 32)
+    return _init(Transformer, dim=32, heads=2, layers=1, ff=64, classes=4), _x(1, 8, 32)
 
 
 def mlp_smoke():
-    return _init(MLP(din=16, hidden=32, dout=4)), _x(1, 16)
+    return _init(MLP, din=16, hidden=32, dout=4), _x(1, 16)
 

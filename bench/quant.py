@@ -2,7 +2,7 @@
 `quantize_dynamic` and `quantize_static` called with their defaults, for the conv net and the
 transformer (bench/models.py): latency (bare loop, p50), model size, cosine to the fp32 model.
 
-All three quantize the same fp32 ONNX export (the model inside the `x86-cpu` bundle) and calibrate
+All three quantize the same fp32 ONNX file (the model inside the `x86-cpu` bundle) and calibrate
 on the same 32 samples (the static ones); accuracy is measured on 16 other inputs. Latency
 repetitions are interleaved across fp32, edgepack, dynamic and static.
 """
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     try:
         res.command("fp32 bundle", edgepack_cmd() + ["build", "bench/models.py:<cnn|transformer>",
                                                     "--profile", "x86-cpu", "--out", "DIST"])
-        res.command("edgepack int8", edgepack_cmd() + ["build", "bench/models.py:<cnn|transformer>",
+        res.command("edgepack int8", edgepack_cmd() + ["build", "FP32_BUNDLE/model/model.onnx",
                                                       "--profile", "x86-cpu-int8", "--calibration",
                                                       "calib.npz", "--out", "DIST"])
         res.command("ORT dynamic", "onnxruntime.quantization.quantize_dynamic(fp32.onnx, out.onnx)")
@@ -82,8 +82,11 @@ def main(argv=None) -> int:
             evals = _inputs(manifest, 4 if a.smoke else 16, seed=7)
             np.savez(work / f"calib-{kind}.npz", **{n: np.stack([c[n] for c in calib])
                                                    for n in calib[0]})
-            ep = build(kind, a.smoke, "x86-cpu-int8", work / "dist",
-                       ["--calibration", str(work / f"calib-{kind}.npz")])
+            # edgepack quantizes the very same fp32 ONNX file the ORT defaults get
+            p = common.run(edgepack_cmd() + ["build", fp32, "--profile", "x86-cpu-int8", "--out", work / "dist8",
+                                             "--name", f"bench-{kind}", "--force", "--json", "--calibration",
+                                             work / f"calib-{kind}.npz"], cwd=common.REPO).check()
+            ep = Path(json.loads(p.out)["bundle"])
             ep_manifest = json.loads((ep / "manifest.json").read_text())
             variants = {"fp32": fp32, "edgepack": ep / "model" / "model.onnx"}
             errors = {}
