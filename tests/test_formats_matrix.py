@@ -95,7 +95,8 @@ def test_android_fp16(tmp_path):
 def test_jetson_torchscript_fp16_falls_back_to_fp32_on_cpu(tmp_path):
     res = build(f"{EXAMPLES}:tiny_cnn", "jetson-torchscript", tmp_path)
     q = res.manifest["quantization"]
-    assert q["cpu_half_check"]["cosine_vs_fp32"] > 0.999
+    chk = q["cpu_half_check"]  # a dict with the cosine, or why the host CPU could not run half
+    assert isinstance(chk, str) or chk["cosine_vs_fp32"] > 0.999
     report, code = selftest(res.bundle)
     assert code == 0
     assert any("float32 on the CPU" in f for f in report["runtime"]["fallbacks"]) or \
@@ -121,7 +122,7 @@ def test_control_flow_forced_trace_is_refused(tmp_path):
 def test_control_flow_unscriptable_names_the_construct(tmp_path):
     with pytest.raises(ConversionError) as e:
         build(f"{HELPERS}:unscriptable", "x86-cpu", tmp_path, format="torchscript")
-    assert "scripting fails" in e.value.message and "getattr" in e.value.message
+    assert "scripting fails" in e.value.message and "SetComp" in e.value.message
     assert not list(tmp_path.iterdir())  # nothing left behind
 
 
