@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, run_agent
+from support import REPO, run_agent
 
 AGENT = REPO / "agent"
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")

@@ -13,7 +13,7 @@ from packager import bundle as bundle_mod
 from packager.errors import CheckFailed, SourceError, UsageError
 from packager.pipeline import BuildOptions, build
 
-from conftest import EXAMPLES, REPO, run_agent
+from support import EXAMPLES, REPO, run_agent
 
 
 def _manifest(b):

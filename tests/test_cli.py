@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from packager.cli import app
 
-from conftest import EXAMPLES, run_cli
+from support import EXAMPLES, run_cli
 
 runner = CliRunner()
 
