@@ -120,10 +120,11 @@ def profiles_validate(file: str = typer.Argument(..., help="YAML profile file"))
 
 @app.command()
 def build(
-    source: str = typer.Argument(..., help="model.onnx, or path/to/file.py:factory, or package.module:factory"),
+    source: str = typer.Argument(..., help="model.onnx, model.pt (TorchScript), model.pt2 (ExportedProgram), "
+                                 "model.keras, a SavedModel folder, path/to/file.py:factory or package.module:factory"),
     profile: str = typer.Option(..., "--profile", "-p", help="profile name (edgepack profiles list) or YAML file"),
     out: Path = typer.Option(Path("dist"), "--out", "-o", help="folder to write the bundle into"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="override the profile's format: onnx"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="override the profile's format: onnx, tflite, torchscript"),
     precision: Optional[str] = typer.Option(None, "--precision",
                                             help="override: fp32, fp16, int8, int8-dynamic, int8-static"),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=AxBxC (repeatable)"),
@@ -132,6 +133,9 @@ def build(
     name: Optional[str] = typer.Option(None, "--name", help="bundle name (default: from the source)"),
     version: Optional[str] = typer.Option(None, "--version", help="bundle version (default: source hash prefix)"),
     budget: Optional[float] = typer.Option(None, "--latency-budget-ms", help="fail self-tests above this latency"),
+    torchscript_mode: Optional[str] = typer.Option(
+        None, "--torchscript-mode",
+        help="TorchScript targets: auto (trace, checked on perturbed inputs; script if unsafe), trace, script"),
     archive: bool = typer.Option(False, "--archive", help="also write BUNDLE.tar.gz"),
     sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="sign the manifest with this SSH private key"),
     force: bool = typer.Option(False, "--force", help="replace an existing bundle of the same name"),
@@ -148,6 +152,7 @@ def build(
     opts = BuildOptions(source=source, profile=profile, out=out, format=fmt, precision=precision,
                         input_shapes=list(input_shape or []), inputs=inputs, calibration=calibration,
                         name=name, version=version, budget_ms=budget, force=force, sign_key=sign_key,
+                        torchscript_mode=torchscript_mode,
                         command=" ".join(["edgepack"] + sys.argv[1:]))
     result = run_guarded(do_build, opts)  # signs inside the build, before the bundle appears
     archive_path = None
@@ -195,7 +200,22 @@ def selftest(
         _print_json(report)
     else:
         typer.echo(render_report(report))
+    if code != 0:
+        _err(f"edgepack: {verdict_line(bundle, report)}")
     raise typer.Exit(code)
+
+
+def verdict_line(bundle, report: dict) -> str:
+    """One stderr line for a self-test that did not pass: what, why and the fix."""
+    v = report.get("verdict") or {}
+    reasons = list(v.get("reasons") or ["no reason given"])
+    what, _, fix = " ".join(reasons[0].split()).partition(" (fix: ")
+    more = f" (+{len(reasons) - 1} more, see the report)" if len(reasons) > 1 else ""
+    fix = fix[:-1] if fix.endswith(")") else fix
+    if not fix:
+        fix = ("rebuild or copy the bundle again" if v.get("status") == "unusable" else
+               "see the report; loosen the profile's thresholds or budget only if the result is acceptable")
+    return f"self-test of {bundle} {str(v.get('status', 'fail')).upper()}: {what}{more} (fix: {fix})"
 
 
 def render_report(r: dict) -> str:
