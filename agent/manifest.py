@@ -62,10 +62,18 @@ def load(bundle_dir):
     files = manifest["files"]
     if not isinstance(files, dict) or not files:
         raise BundleUnusable("manifest.json lists no files (fix: rebuild the bundle)")
-    for rel in files:
+    for rel, meta in files.items():
         if not _safe_relpath(rel):
             raise BundleUnusable("manifest.json lists an unsafe path %r (fix: rebuild the bundle)"
                                  % rel)
+        if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
+                and isinstance(meta.get("size"), int)):
+            raise BundleUnusable("manifest.json: the entry for %r is not {sha256, size} "
+                                 "(fix: rebuild the bundle)" % rel)
+    model = manifest["model"]
+    if not (isinstance(model, dict) and model.get("path") in files):
+        raise BundleUnusable("manifest.json: model.path is not one of the listed files "
+                             "(fix: rebuild the bundle)")
     return manifest
 
 

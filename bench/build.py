@@ -23,6 +23,33 @@ CASES = [("cnn", "x86-cpu-int8", "int8", "conv net, int8 static"),
 GOAL = 1.3
 
 
+# (file suffix, function name) -> stage label; "both" stages are what the plain script also does
+STAGES = [("packager/pipeline.py", "build", "build() total"),
+          ("packager/sources.py", "load", "load source (torch import, factory) [both]"),
+          ("packager/sources.py", "run", "run the original on reference inputs"),
+          ("torch/onnx/__init__.py", "export", "torch.onnx.export [both]"),
+          ("packager/convert/onnx.py", "_batch_axis_works", "batch-2 check of the export"),
+          ("onnxruntime/quantization/shape_inference.py", "quant_pre_process", "quant_pre_process [both]"),
+          ("onnxruntime/quantization/quantize.py", "quantize_static", "quantize_static [both]"),
+          ("onnxruntime/quantization/quantize.py", "quantize_dynamic", "quantize_dynamic [both]"),
+          ("packager/parity.py", "run_artifact", "host parity runs"),
+          ("packager/hostbench.py", "compare", "int8 vs fp32 host latency check"),
+          ("packager/bundle.py", "write", "write bundle")]
+
+
+def stages(prof: Path) -> dict:
+    import pstats
+    st = pstats.Stats(str(prof))
+    found = {}
+    for (f, _, fn), (_, _, _, ct, _) in st.stats.items():
+        for suffix, name, label in STAGES:
+            if fn == name and f.endswith(suffix):
+                found[label] = max(found.get(label, 0.0), ct)
+    total = found.get("build() total") or sum(found.values()) or 1.0
+    return {k: {"s": round(v, 3), "share": v / total}
+            for k, v in sorted(found.items(), key=lambda kv: -kv[1])}
+
+
 def main(argv=None) -> int:
     a = common.parser(__doc__.splitlines()[0]).parse_args(argv)
     reps = a.reps or (1 if a.smoke else 3)
@@ -64,11 +91,25 @@ def main(argv=None) -> int:
                             "quantize_s": q.get("seconds"),
                             "host_latency_compare": bool(q.get("host_latency"))})
         res.sample_load("build end")
+        if not a.smoke:  # where the time goes: one extra build per int8 case under cProfile
+            for kind, profile, precision, label in CASES:
+                if precision != "int8":
+                    continue
+                cal = ["--calibration", str(calib)] if kind == "cnn" else []
+                prof = work / f"{kind}.prof"
+                common.run([common.PY, "-m", "cProfile", "-o", prof, "-m", "packager.cli", "build",
+                            common.factory(kind, a.smoke), "--profile", profile, "--out", work / "dist",
+                            "--name", f"p-{kind}", "--force", "--json"] + cal, cwd=common.REPO).check()
+                walls[label]["profile"] = stages(prof)
+                res.note(f"{label}: cProfile of one edgepack build (cumulative s, share of build()): " +
+                         ", ".join(f"{k} {v['s']:.2f} s ({v['share']:.0%})" for k, v in walls[label]["profile"].items()))
+            res.command("profile", [common.PY, "-m", "cProfile", "-o", "build.prof", "-m", "packager.cli", "build",
+                                    "bench/models.py:KIND", "--profile", "x86-cpu-int8", "--out", "DIST", "--force"])
         for _, _, _, label in CASES:
             w = walls[label]
             r = common.ratio(common.summary(w["edgepack"])["median"], common.summary(w["plain"])["median"])
             res.row(label, "build wall time", "s", w["edgepack"], w["plain"], "plain export+quantize script",
-                    f"≤ {GOAL}×", None if r is None else r <= GOAL, extra={"edgepack_breakdown": w["breakdown"]})
+                    f"≤ {GOAL}×", None if r is None else r <= GOAL, extra={"edgepack_breakdown": w["breakdown"], "profile": w.get("profile")})
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)

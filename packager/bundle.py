@@ -11,6 +11,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,15 +50,34 @@ def _hint_of(text: str) -> str | None:
 
 
 def check_out_dir(out: Path) -> None:
+    """Refuse an --out that cannot hold bundles. Creates nothing: a build that fails later
+    leaves no empty --out folder behind (make_out_dir creates it when the bundle is written)."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out '{out}' is a file, not a folder", "pass a folder for bundles, e.g. --out dist/")
+    if out.is_dir():
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise OutputError(f"--out folder '{out}' is not writable",
+                              "choose a writable folder, or fix its permissions")
+        return
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create --out folder '{out}': '{parent}' is a file, not a folder",
+                          "choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create --out folder '{out}': '{parent}' is not writable",
+                          "choose a writable folder")
+
+
+def make_out_dir(out: Path) -> None:
+    check_out_dir(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create --out folder '{out}': {exc.strerror}",
                           "choose a writable folder") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"--out folder '{out}' is not writable", "choose a writable folder, or fix its permissions")
 
 
 def write_vectors(path: Path, inputs: list[dict], outputs: list[dict]) -> dict:
@@ -98,12 +118,14 @@ def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, ma
     finalize(tmp_folder), if given, runs after the manifest is written and before the rename
     (signing): if it fails, no bundle appears.
     """
-    check_out_dir(out_dir)
+    created = not Path(out_dir).exists()
+    make_out_dir(out_dir)
     final = out_dir / folder_name
     if final.exists() and not force:
         raise OutputError(f"bundle '{final}' already exists", "pass --force to replace it, or set --version")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".tmp", dir=out_dir))
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".tmp", dir=out_dir))
         (tmp / "model").mkdir()
         shutil.copyfile(model_file, tmp / "model" / model_name)
         manifest = dict(manifest)
@@ -115,30 +137,56 @@ def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, ma
         if finalize is not None:
             finalize(tmp)
         os.chmod(tmp, 0o755)
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".old", dir=out_dir))
-            os.rename(final, old / "b")
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"writing the bundle in '{out_dir}' failed: {exc.strerror or exc}",
-                          "free disk space or choose another --out") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _rename_into_place(tmp, final, out_dir, folder_name)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            _silent_rmdir(out_dir)  # leave no empty --out folder we made
+        if isinstance(exc, OSError):
+            raise OutputError(f"writing the bundle in '{out_dir}' failed: {exc.strerror or exc}",
+                              "free disk space or choose another --out") from exc
         raise
     return final
+
+
+def _rename_into_place(tmp: Path, final: Path, out_dir: Path, folder_name: str) -> None:
+    """tmp -> final; an existing final (--force) is swapped out and restored if the swap fails."""
+    if not final.exists():
+        os.rename(tmp, final)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".old", dir=out_dir))
+    os.rename(final, old / "b")
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        os.rename(old / "b", final)
+        os.rmdir(old)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _silent_rmdir(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def make_archive(bundle_dir: Path, dest: Path | None = None) -> Path:
     dest = dest or bundle_dir.with_name(bundle_dir.name + ".tar.gz")
     tmp = dest.with_name("." + dest.name + ".tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(bundle_dir, arcname=bundle_dir.name,
-                filter=lambda ti: None if "__pycache__" in ti.name else ti)
-    os.replace(tmp, dest)
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(bundle_dir, arcname=bundle_dir.name,
+                    filter=lambda ti: None if "__pycache__" in ti.name else ti)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise OutputError(f"writing the archive '{dest}' failed: {exc.strerror or exc} (the bundle "
+                          f"folder {bundle_dir} is complete)", "free disk space, then run `tar czf` on the "
+                          "bundle folder or build again with --force --archive") from exc
     return dest
 
 
@@ -149,7 +197,11 @@ def extract_archive(archive: Path, dest_parent: Path) -> Path:
     except (tarfile.TarError, OSError) as exc:
         raise BundleError(f"'{archive}' is not a readable tar archive ({exc})", "rebuild or copy the archive again") from exc
     with tar:
-        members = tar.getmembers()
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise BundleError(f"'{archive}' is a truncated or corrupt archive ({type(exc).__name__}: {exc}); "
+                              "nothing was extracted", "rebuild or copy the archive again") from exc
         tops = set()
         for m in members:
             name = m.name
@@ -169,7 +221,15 @@ def extract_archive(archive: Path, dest_parent: Path) -> Path:
             raise BundleError(f"archive '{archive}' must hold one bundle folder, found {sorted(tops)}",
                               "archive the bundle folder itself")
         top = tops.pop()
+        if (dest_parent / top).exists():
+            raise BundleError(f"'{dest_parent / top}' already exists; nothing was extracted",
+                              "extract into an empty folder")
         dest_parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(dest_parent, **kwargs)
+        try:
+            tar.extractall(dest_parent, **kwargs)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            shutil.rmtree(dest_parent / top, ignore_errors=True)
+            raise BundleError(f"extracting '{archive}' failed ({type(exc).__name__}: {exc}); nothing was kept",
+                              "free disk space, or rebuild or copy the archive again") from exc
     return dest_parent / top
