@@ -204,6 +204,7 @@ def test_build_bad_input(tmp_path, monkeypatch, inputs_dir, case, args, expect):
     assert not out.exists()  # not even an empty --out folder
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_one_line_and_debug_shows_traceback(tmp_path):
     src = _write(tmp_path / "raises.py", "def make():\n    raise ValueError('weights file missing')\n")
     out = tmp_path / "dist"

@@ -101,6 +101,7 @@ def test_parity_failure_on_the_device_keeps_current_which_still_runs(fleet, bund
     assert_current_runs(fleet, dev, root, _rid(v1))
 
 
+@pytest.mark.slow
 def test_two_pushes_at_once_the_second_is_refused(fleet, bundle_set, tmp_path):
     """A real concurrent push (not a hand-made lock): the second names the holder and touches
     nothing; the first ends on its own; `current` stays the last good release and runs."""
@@ -132,6 +133,7 @@ def test_two_pushes_at_once_the_second_is_refused(fleet, bundle_set, tmp_path):
     assert rollout.push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).exit_code == 0
 
 
+@pytest.mark.slow
 def test_connect_faults_do_not_hold_up_the_others(fleet, bundle_set, tmp_path):
     """One push; a device whose sshd is gone, one refusing our key, one with an unknown host key,
     one good: the good one activates quickly, the others fail at connect untouched: exit 3."""
