@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--devices", default=None, help="comma-separated fleet sizes (default 8,32; 2 with --smoke)")
     ap.add_argument("--no-netns", action="store_true", help="do not isolate; bytes then include other traffic")
+    ap.add_argument("--trace-only", action="store_true",
+                    help="only the 1-device round-trip trace, added to the result already in --out")
     a = ap.parse_args(argv)
     res = common.Result("fleet", "Fleet push (edgepack push vs Ansible vs bare paramiko)", a.smoke)
     sizes = [int(x) for x in (a.devices or ("2" if a.smoke else "8,32")).split(",")]
@@ -148,6 +150,16 @@ def main(argv=None) -> int:
 
     work = a.work or Path(tempfile.mkdtemp(prefix="edgepack-bench-fleet-"))
     work.mkdir(parents=True, exist_ok=True)
+    if a.trace_only:
+        if a.out.exists():
+            old = json.loads(a.out.read_text())
+            old["rows"] = [r for r in old["rows"] if r["group"] != "1 device (trace)"]
+            old["notes"] = [n for n in old["notes"] if not n.startswith("1 device,")]
+            res.data.update({k: v for k, v in old.items() if k not in ("versions",)})
+        trace(res, work, a.smoke)
+        res.write(a.out)
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
     os.chmod(work, 0o755)
     fleet = Fleet(Path(tempfile.mkdtemp(prefix="edgepack-bench-devs-")), max(sizes))
     try:
@@ -216,12 +228,40 @@ def main(argv=None) -> int:
                             [b / 1e6 for b in ep["bytes"]], [b / 1e6 for b in pd["bytes"]], names[peer],
                             extra={"payload_mb_edgepack": common.summary([b / 1e6 for b in ep["payload"] if b is not None]),
                                    "payload_mb_peer": common.summary([b / 1e6 for b in pd["payload"] if b is not None])})
+        trace(res, work, a.smoke)
     finally:
         fleet.stop()
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
     res.write(a.out)
     return 0
+
+
+def trace(res, work: Path, smoke: bool) -> None:
+    """One device alone (bench/fleet_trace.py): round trips of a push and what each costs."""
+    out = work / "trace.json"
+    cmd = [common.PY, "-m", "bench.fleet_trace", "--out", out] + (["--smoke"] if smoke else [])
+    res.command("round trips (1 device)", [common.PY, "-m", "bench.fleet_trace", "--out", "trace.json"])
+    p = common.run(cmd, cwd=common.REPO, timeout=600)
+    if p.rc != 0 or not out.exists():
+        res.note(f"round-trip trace failed: {p.err[-300:]}")
+        return
+    t = json.loads(out.read_text())
+    if t.get("skipped"):
+        return
+    for phase, label in (("first", "first push"), ("again", "unchanged re-push")):
+        x = t[phase]
+        steps = {}
+        for c in x["calls"]:
+            key = c["what"].replace("python3 ", "") if c["kind"] != "put" else "uploads (SFTP)"
+            steps[key or c["kind"]] = round(steps.get(key or c["kind"], 0.0) + c["seconds"], 3)
+        res.row("1 device (trace)", f"{label} wall time vs paramiko", "s", [x["wall_s"]],
+                [t[f"paramiko_{phase}_wall_s"]], "bare paramiko pool",
+                extra={"remote_commands": x["remote_commands"], "uploads": x["uploads"],
+                       "command_line_bytes": x["command_line_bytes"], "seconds_per_step": steps})
+        res.note(f"1 device, {label}: {x['remote_commands']} remote commands + {x['uploads']} SFTP uploads, "
+                 f"{x['command_line_bytes'] / 1e3:.0f} kB of command lines (agent/device.py sent as `python3 -c`); "
+                 "seconds per step: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
 
 
 def _push(who, fleet, devs, n, tag, bundle, rid, sums, work, ansible, rep):

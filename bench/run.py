@@ -106,17 +106,23 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--only", default=",".join(SCRIPTS))
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the report from the result files in --results, run nothing")
     ap.add_argument("--results", type=Path, default=common.REPO / "bench" / "results")
     ap.add_argument("--report", type=Path, default=None,
                     help="markdown to write (default docs/BENCHMARKS.md; bench/results/SMOKE.md with --smoke)")
     a = ap.parse_args(argv)
     report = a.report or (a.results / "SMOKE.md" if a.smoke else common.REPO / "docs" / "BENCHMARKS.md")
-    only = [s for s in a.only.split(",") if s]
+    only = [] if a.render_only else [s for s in a.only.split(",") if s]
     unknown = [s for s in only if s not in SCRIPTS]
     if unknown:
         ap.error(f"unknown benchmark(s) {unknown}; known: {SCRIPTS}")
     a.results.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    if a.render_only:
+        known = [json.loads(f.read_text()) for f in sorted(a.results.glob("*.json"))]
+        stamps = sorted(d.get("started", "") for d in known if d.get("name") in SCRIPTS)
+        started = f"{stamps[0]} – {max(d.get('finished', '') for d in known)}" if stamps else started
     load_before = common.load_avg()
     results, runs, failed = {}, {}, []
     for name in only:
@@ -140,10 +146,10 @@ def main(argv=None) -> int:
             failed.append(name)
             print(f"bench: {name} FAILED (exit {p.rc}):\n{p.err[-2000:]}", file=sys.stderr)
         print(f"bench: {name} done in {p.wall:.0f} s", file=sys.stderr, flush=True)
-    if not a.smoke and set(only) != set(SCRIPTS):
+    if set(only) != set(SCRIPTS):
         # a partial run keeps the other sections from the last full results
         for name in SCRIPTS:
-            f = a.results / f"{name}.json"
+            f = a.results / f"{name}{'-smoke' if a.smoke else ''}.json"
             if name not in results and f.exists():
                 results[name] = json.loads(f.read_text())
                 runs[name] = {"rc": 0, "wall": 0, "err": ""}
