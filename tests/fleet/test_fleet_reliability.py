@@ -133,7 +133,6 @@ def test_two_pushes_at_once_the_second_is_refused(fleet, bundle_set, tmp_path):
     assert rollout.push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).exit_code == 0
 
 
-@pytest.mark.slow
 def test_connect_faults_do_not_hold_up_the_others(fleet, bundle_set, tmp_path):
     """One push; a device whose sshd is gone, one refusing our key, one with an unknown host key,
     one good: the good one activates quickly, the others fail at connect untouched: exit 3."""
