@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import tarfile
 import tempfile
 import zlib
@@ -125,7 +127,8 @@ def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, ma
         raise OutputError(f"bundle '{final}' already exists", "pass --force to replace it, or set --version")
     tmp = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".tmp", dir=out_dir))
+        remove_stale_temps(out_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.{_host_pid()}.", suffix=".tmp", dir=out_dir))
         (tmp / "model").mkdir()
         shutil.copyfile(model_file, tmp / "model" / model_name)
         manifest = dict(manifest)
@@ -150,12 +153,42 @@ def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, ma
     return final
 
 
+def _host_pid() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_stale_temps(out_dir: Path) -> list[Path]:
+    """Remove `.NAME.HOST-PID.XXXX.tmp` / `.old` folders left by builds on this host that died
+    (SIGKILL, power loss): their process no longer exists. Others' temps are left alone."""
+    removed = []
+    mine = re.compile(r"\." + re.escape(socket.gethostname()) + r"-(\d+)\.")
+    for path in Path(out_dir).iterdir():
+        if not (path.name.startswith(".") and path.suffix in (".tmp", ".old") and path.is_dir()):
+            continue
+        match = mine.search(path.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _rename_into_place(tmp: Path, final: Path, out_dir: Path, folder_name: str) -> None:
     """tmp -> final; an existing final (--force) is swapped out and restored if the swap fails."""
     if not final.exists():
         os.rename(tmp, final)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".old", dir=out_dir))
+    old = Path(tempfile.mkdtemp(prefix=f".{folder_name}.{_host_pid()}.", suffix=".old", dir=out_dir))
     os.rename(final, old / "b")
     try:
         os.rename(tmp, final)

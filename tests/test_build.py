@@ -257,3 +257,30 @@ def test_two_inputs_follow_forward_order_whatever_the_flag_order(tmp_path):
     with pytest.raises(Exception, match=r"--input-shape given, forward\(\) takes 2"):
         build(BuildOptions(source=f"{src}:make", profile="x86-cpu", out=tmp_path / "d",
                            input_shapes=["a=1x8", "b=1x3", "c=1x1"]))
+
+
+def test_a_killed_build_leaves_temps_that_the_next_build_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "d"
+    out.mkdir()
+    code = ("import sys, time; from pathlib import Path; from packager import bundle\n"
+            "orig = bundle.write_vectors\n"
+            "def slow(*a, **k):\n"
+            "    r = orig(*a, **k); print('writing', flush=True); time.sleep(60); return r\n"
+            "bundle.write_vectors = slow\n"
+            "from packager.pipeline import BuildOptions, build\n"
+            f"build(BuildOptions(source='{EXAMPLES}:mlp', profile='x86-cpu', out=Path('{out}'), version='k'))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    leftovers = [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and not (out / "mlp-k-x86-cpu").exists()
+    foreign = out / ".other.otherhost-1.abc.tmp"
+    foreign.mkdir()
+    build(BuildOptions(source=f"{EXAMPLES}:mlp", profile="x86-cpu", out=out, version="k"))
+    assert sorted(p.name for p in out.iterdir()) == [foreign.name, "mlp-k-x86-cpu"]
