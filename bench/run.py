@@ -51,16 +51,29 @@ def render(results: dict, runs: dict, smoke: bool, started: str, load_before, lo
           f"- CPU: {m['cpu']} — {m['cores']} cores ({m['isa']}); memory {m['memory_bytes'] / 2**30:.1f} GiB; "
           f"{m['os']}",
           f"- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-          f"- edgepack git {common.git_rev()}; run started {started}; command `{' '.join(argv)}`",
-          f"- Load average (1/5/15 min) before: {load_before}, after: {load_after}. This is a shared 2-core "
+          f"- edgepack git {common.git_rev()}; sections ran {started}; report written by `{' '.join(argv)}` "
+          "(each section says when it ran)",
+          (f"- Load average (1/5/15 min) before: {load_before}, after: {load_after}. " if load_before else
+           "- Load averages: logged in each section. ") + "This is a shared 2-core "
           "machine: other engineers' tests ran during the run; peers and edgepack were interleaved so that "
           "contention hits both, but a single figure can still be skewed (see the min–max spread).", ""]
-    L += ["## Goals at a glance", "", "| benchmark | case | measure | ratio | goal | met |", "|---|---|---|---|---|---|"]
+    L += ["## Goals at a glance", "", "| benchmark | case | measure | ratio | goal | measured | met |",
+          "|---|---|---|---|---|---|---|"]
     for name in SCRIPTS:
         for r in (results.get(name) or {}).get("rows", []):
             if r.get("goal"):
                 met = {True: "yes", False: "**no**", None: "–"}[r.get("met")]
-                L.append(f"| {name} | {r['group']} | {r['metric']} | {fmt(r.get('ratio'))} | {r['goal']} | {met} |")
+                e = r.get("extra") or {}
+                if "overhead_minus_import_s" in e:
+                    measured = f"{fmt(e['overhead_minus_import_s']['median'])} s beyond the import"
+                elif "difference_mib" in e:
+                    measured = f"+{fmt(e['difference_mib']['median'])} MiB"
+                elif "per_rep_ratio" in e:
+                    measured = "pairs " + ", ".join(fmt(x) for x in e["per_rep_ratio"])
+                else:
+                    measured = f"{cell(r['edgepack'], r['unit'])} vs {cell(r.get('peer'), r['unit'])} {r['unit']}"
+                L.append(f"| {name} | {r['group']} | {r['metric']} | {fmt(r.get('ratio'))} | {r['goal']} | "
+                         f"{measured} | {met} |")
     L.append("")
     if FINDINGS.exists() and not smoke:
         L += ["## Findings", "", FINDINGS.read_text().strip(), ""]
@@ -71,7 +84,7 @@ def render(results: dict, runs: dict, smoke: bool, started: str, load_before, lo
             L += [f"## {name}", "", f"Not run or failed (exit {run.get('rc')}): ", "```",
                   (run.get("err") or "")[-1500:], "```", ""]
             continue
-        L += [f"## {d['title']}", "", f"Script: `python -m bench.{name}` — {run.get('wall', 0):.0f} s.", "",
+        L += [f"## {d['title']}", "", f"Script: `python -m bench.{name}`, ran {d.get('started')} – {d.get('finished')}.", "",
               "| case | measure | unit | edgepack | peer | peer is | ratio | goal | met |",
               "|---|---|---|---|---|---|---|---|---|"]
         for r in d["rows"]:
@@ -123,7 +136,7 @@ def main(argv=None) -> int:
         known = [json.loads(f.read_text()) for f in sorted(a.results.glob("*.json"))]
         stamps = sorted(d.get("started", "") for d in known if d.get("name") in SCRIPTS)
         started = f"{stamps[0]} – {max(d.get('finished', '') for d in known)}" if stamps else started
-    load_before = common.load_avg()
+    load_before = [] if a.render_only else common.load_avg()
     results, runs, failed = {}, {}, []
     for name in only:
         out = a.results / f"{name}{'-smoke' if a.smoke else ''}.json"
@@ -154,7 +167,8 @@ def main(argv=None) -> int:
                 results[name] = json.loads(f.read_text())
                 runs[name] = {"rc": 0, "wall": 0, "err": ""}
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(render(results, runs, a.smoke, started, load_before, common.load_avg(),
+    report.write_text(render(results, runs, a.smoke, started, load_before,
+                             common.load_avg() if load_before else [],
                              ["python", "-m", "bench.run"] + argv))
     print(f"bench: wrote {report}", file=sys.stderr)
     return 1 if failed else 0
