@@ -46,7 +46,7 @@ def main(argv=None) -> int:
                     argv = [str(x) for x in args[0]]
                     argv_bytes = sum(len(x) + 1 for x in argv)
                     words = [x for x in argv if "\n" not in x and not x.startswith("-")]
-                    what = " ".join(w.rsplit("/", 1)[-1] for w in words[:2])
+                    what = " ".join(w.rsplit("/", 1)[-1] for w in words[:3 if words[1:2] == ["agent"] else 2])
                 elif kind == "put":
                     what = str(args[1]).rsplit("/stage/", 1)[-1].split("/", 1)[-1]
                 calls.append({"kind": kind, "what": what, "seconds": round(time.perf_counter() - t0, 4),

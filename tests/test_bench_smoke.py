@@ -29,10 +29,14 @@ def _run(name: str, out: Path, *extra: str) -> dict:
 def test_probe_smoke(tmp_path):
     data = _run("probe", tmp_path / "probe.json")
     groups = {r["group"] for r in data["rows"]}
-    assert groups == set(common.MODELS.values())
+    assert set(common.MODELS.values()) <= groups
+    litert = {g for g in groups if g.endswith("(LiteRT)")}
+    assert litert == {f"{m} (LiteRT)" for m in common.MODELS.values()} or \
+        any(n.startswith("LiteRT not measured") for n in data["notes"]), data["notes"]
     for r in data["rows"]:
-        assert r["peer"]["median"] is not None and r["ratio"] is not None
-        assert r["edgepack"]["n"] == 1
+        assert r["peer"]["median"] is not None and r["edgepack"]["n"] == 1
+        if "bare loop" in r["metric"]:  # litert-benchmark prints 2 decimals: a tiny model reads 0.00
+            assert r["ratio"] is not None
 
 
 def test_quant_smoke(tmp_path):
