@@ -75,11 +75,11 @@ class OnnxRuntime(object):
         if self._session is None:
             raise RuntimeLoadError("onnxruntime could not load %s: %s" % (model_path, _short(last_error)))
         self.providers_used = list(self._session.get_providers())
+        self._output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds):
-        names = [o.name for o in self._session.get_outputs()]
-        values = self._session.run(names, feeds)
-        return dict(zip(names, values))
+        names = self._output_names
+        return dict(zip(names, self._session.run(names, feeds)))
 
     def describe(self):
         return {"name": self.name, "version": self.version,
@@ -220,25 +220,42 @@ class LiteRtRuntime(object):
                 return d
         return details[position] if position < len(details) else None
 
+    def _resolve(self):
+        """Input/output details by name, resolved once (and again after a resize)."""
+        self._in_cache = {}
+        names = list(self._sig_out) or [d["name"] for d in self._outputs]
+        self._out_plan = [(name, self._detail(self._outputs, self._sig_out, name, i))
+                          for i, name in enumerate(names)]
+
     def run(self, feeds):
+        if getattr(self, "_in_cache", None) is None:
+            self._resolve()
+        quantized = self.io_quantized
         for i, (name, value) in enumerate(feeds.items()):
-            d = self._detail(self._inputs, self._sig_in, name, i)
+            d = self._in_cache.get(name)
             if d is None:
-                raise RuntimeLoadError("the model has no input %r" % name)
-            value = _quantize_input(value, d)
-            if list(value.shape) != list(d["shape"]):
+                d = self._detail(self._inputs, self._sig_in, name, i)
+                if d is None:
+                    raise RuntimeLoadError("the model has no input %r" % name)
+                self._in_cache[name] = d
+            if quantized:
+                value = _quantize_input(value, d)
+            elif value.dtype != d["dtype"]:
+                value = value.astype(d["dtype"])
+            if value.shape != tuple(d["shape"]):
                 self._it.resize_tensor_input(d["index"], list(value.shape))
                 self._it.allocate_tensors()
                 self._inputs = self._it.get_input_details()
                 self._outputs = self._it.get_output_details()
+                self._resolve()
+                d = self._detail(self._inputs, self._sig_in, name, i)
+                self._in_cache[name] = d
             self._it.set_tensor(d["index"], value)
         self._it.invoke()
-        out = {}
-        names = list(self._sig_out) or [d["name"] for d in self._outputs]
-        for i, name in enumerate(names):
-            d = self._detail(self._outputs, self._sig_out, name, i)
-            out[name] = _dequantize_output(self._it.get_tensor(d["index"]), d)
-        return out
+        get = self._it.get_tensor
+        if quantized:
+            return dict((name, _dequantize_output(get(d["index"]), d)) for name, d in self._out_plan)
+        return dict((name, get(d["index"])) for name, d in self._out_plan)
 
     def describe(self):
         return {"name": self.name, "implementation": self.implementation, "version": self.version,
