@@ -43,11 +43,11 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def _init(model: nn.Module, seed: int) -> nn.Module:
+def _init(make, seed: int) -> nn.Module:
+    """Build with a fixed seed BEFORE construction (nn.MultiheadAttention initialises its
+    weights in __init__ and has no public reset_parameters), so every call gives the same model."""
     torch.manual_seed(seed)
-    for m in model.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+    model = make()
     # Non-trivial batch-norm statistics, as a trained model would have.
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -58,17 +58,17 @@ def _init(model: nn.Module, seed: int) -> nn.Module:
 
 def tiny_cnn():
     """Factory: returns (model, example_inputs) so no --input-shape is needed."""
-    return _init(TinyCNN(), 0), torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return _init(TinyCNN, 0), torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
 def tiny_cnn_module():
     """Factory returning only the module: needs --input-shape x=1x3x32x32."""
-    return _init(TinyCNN(), 0)
+    return _init(TinyCNN, 0)
 
 
 def tiny_transformer():
-    return _init(TinyTransformer(), 0), torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(1))
+    return _init(TinyTransformer, 0), torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(1))
 
 
 def mlp():
-    return _init(MLP(), 0), torch.randn(1, 32, generator=torch.Generator().manual_seed(1))
+    return _init(MLP, 0), torch.randn(1, 32, generator=torch.Generator().manual_seed(1))

@@ -284,3 +284,11 @@ def test_a_killed_build_leaves_temps_that_the_next_build_removes(tmp_path):
     foreign.mkdir()
     build(BuildOptions(source=f"{EXAMPLES}:mlp", profile="x86-cpu", out=out, version="k"))
     assert sorted(p.name for p in out.iterdir()) == [foreign.name, "mlp-k-x86-cpu"]
+
+
+def test_same_source_same_hash_and_default_version():
+    from packager import sources
+
+    a = sources.load(f"{EXAMPLES}:tiny_transformer", {})
+    b = sources.load(f"{EXAMPLES}:tiny_transformer", {})
+    assert a.sha256 == b.sha256 and len(a.sha256) == 64
