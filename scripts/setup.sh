@@ -12,6 +12,8 @@ fi
 # One resolver pass for the base set and the TF-Lite/TensorFlow extras (clean `pip check`, measured).
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-tf.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+# onnx2tf (ONNX / TorchScript -> TF-Lite) in its own venv: it pins TensorFlow 2.19 and numpy 1.26.
+PYTHON="$PY" scripts/setup-onnx2tf.sh
 
 # The fleet tests start real OpenSSH daemons on 127.0.0.1: they need sshd.
 if [ "${EDGEPACK_SKIP_SSHD_INSTALL:-0}" != "1" ] && ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then

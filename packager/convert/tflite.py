@@ -6,8 +6,8 @@ Routes:
   (a transpose inside the model), so the device feeds channels-last images; the manifest records
   the change and the reference vectors hold the inputs in the layout the model takes.
 - Keras `.keras` / TF SavedModel: tf.lite.TFLiteConverter.from_saved_model on serving_default.
-- TorchScript `.pt` and ONNX: no sound route here (see docs/FORMATS.md): a clear error with the
-  alternative.
+- ONNX file: onnx2tf, run as a subprocess from its own venv .venv-onnx2tf (onnx2tf_route.py).
+- TorchScript `.pt`: torch.onnx.export of the ScriptModule (convert/onnx.py), then onnx2tf.
 """
 from __future__ import annotations
 
@@ -36,17 +36,11 @@ def convert(source: SourceModel, profile, workdir: Path, example: dict) -> Artif
         return _from_torch(source, profile, out, example)
     if source.kind in ("keras", "savedmodel"):
         return _from_savedmodel(source, profile, out)
-    if source.kind == "torchscript":
-        raise ConversionError("TorchScript .pt -> TF-Lite has no route: litert-torch needs torch.export, "
-                              "which cannot read a compiled ScriptModule",
-                              "pass the Python factory (file.py:factory) or an ExportedProgram .pt2 "
-                              "(torch.export.save), or use --format onnx / --format torchscript")
     if source.kind == "onnx":
-        raise ConversionError("ONNX -> TF-Lite has no sound route in edgepack: onnx2tf pins an older "
-                              "TensorFlow/numpy/onnx and downloads calibration data at run time, and "
-                              "onnx2torch needs a torchvision that breaks the CPU torch build",
-                              "convert from the original model (PyTorch factory, .pt2, Keras or SavedModel) "
-                              "with --format tflite, or keep ONNX: --format onnx")
+        from . import onnx2tf_route
+        return onnx2tf_route.convert(Path(source.obj), source, profile, out, example)
+    if source.kind == "torchscript":
+        return _from_torchscript(source, profile, workdir, out, example)
     raise ConversionError(f"no route from a {source.kind} source to TF-Lite", "use --format onnx")
 
 
@@ -173,6 +167,29 @@ def failure_hint(exc: Exception) -> str:
         return ("use --format torchscript (scripting keeps control flow), or rewrite the branch with "
                 "torch.where / torch.cond")
     return "use --format onnx (or --format torchscript), which can express more ops; run with --debug for details"
+
+
+# --------------------------------------------------------------------------- TorchScript via ONNX
+
+def _from_torchscript(source: SourceModel, profile, workdir: Path, out: Path, example: dict) -> Artifact:
+    """litert-torch needs torch.export, which cannot read a ScriptModule: go ScriptModule -> ONNX -> onnx2tf."""
+    from . import onnx as onnx_conv, onnx2tf_route
+
+    onnx2tf_route.require()  # before spending time on the export
+    sub = workdir / "via-onnx"
+    sub.mkdir(exist_ok=True)
+    onnx_art = onnx_conv.convert(source, _static_batch(profile), sub, example)
+    art = onnx2tf_route.convert(onnx_art.path, source, profile, out, example,
+                                route_prefix="torch.onnx.export (TorchScript) -> ")
+    art.info["onnx_export"] = {k: v for k, v in onnx_art.info.items() if k in ("opset", "export_seconds")}
+    return art
+
+
+def _static_batch(profile):
+    """The profile with dynamic_batch off (the TF-Lite model has a static batch anyway)."""
+    import dataclasses
+
+    return dataclasses.replace(profile, data=dict(profile.data, dynamic_batch=False))
 
 
 # --------------------------------------------------------------------------- TensorFlow
