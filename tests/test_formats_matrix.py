@@ -26,7 +26,7 @@ SLOW = [
     ("tiny_cnn", "torchscript", "int8-dynamic"),
     ("mlp", "tflite", "fp16"), ("mlp", "torchscript", "fp16"),
     ("tiny_transformer", "tflite", "fp32"), ("tiny_transformer", "tflite", "fp16"),
-    ("tiny_transformer", "tflite", "int8-dynamic"), ("tiny_transformer", "tflite", "int8-static"),
+    ("tiny_transformer", "tflite", "int8-dynamic"),
     ("tiny_transformer", "torchscript", "fp32"), ("tiny_transformer", "torchscript", "fp16"),
 ]
 
@@ -57,6 +57,30 @@ def test_cell(tmp_path, model, fmt, precision):
 @pytest.mark.parametrize("model,fmt,precision", SLOW, ids=["-".join(c) for c in SLOW])
 def test_cell_slow(tmp_path, model, fmt, precision):
     _cell(tmp_path, model, fmt, precision)
+
+
+@pytest.mark.slow
+def test_transformer_full_int8_tflite_is_gated_by_the_profile(tmp_path):
+    """Full int8 (int8 I/O, every op) costs a transformer more accuracy than the default gate
+    allows on some weights (cosine 0.975 vs 0.98 measured on the seeded example; 0.987 on other
+    weights): the default profile must refuse exactly when the cosine is below its threshold, and a
+    profile that accepts it must produce a bundle the agent passes."""
+    from packager.errors import CheckFailed
+
+    try:
+        res = build(f"{EXAMPLES}:tiny_transformer", "x86-cpu", tmp_path / "a", format="tflite",
+                    precision="int8-static")
+        cosine = res.manifest["host_parity"]["outputs"][0]["cosine"]
+        assert cosine >= 0.98
+    except CheckFailed as exc:
+        assert "cosine" in str(exc) and "< 0.98" in str(exc)
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("extends: x86-cpu\nname: loose-int8\nparity:\n  int8: {cosine_min: 0.95}\n")
+    res = build(f"{EXAMPLES}:tiny_transformer", str(loose), tmp_path / "b", format="tflite",
+                precision="int8-static")
+    assert res.manifest["host_parity"]["outputs"][0]["cosine"] >= 0.95
+    report, code = selftest(res.bundle)
+    assert code == 0, report["verdict"]
 
 
 def test_raspberry_pi_takes_nhwc_and_vectors_agree(tmp_path):
