@@ -226,36 +226,45 @@ class LiteRtRuntime(object):
         names = list(self._sig_out) or [d["name"] for d in self._outputs]
         self._out_plan = [(name, self._detail(self._outputs, self._sig_out, name, i))
                           for i, name in enumerate(names)]
+        self._out_index = [(name, d["index"]) for name, d in self._out_plan]
 
     def run(self, feeds):
         if getattr(self, "_in_cache", None) is None:
             self._resolve()
         quantized = self.io_quantized
+        cache = self._in_cache
+        set_tensor = self._it.set_tensor
         for i, (name, value) in enumerate(feeds.items()):
-            d = self._in_cache.get(name)
-            if d is None:
-                d = self._detail(self._inputs, self._sig_in, name, i)
-                if d is None:
-                    raise RuntimeLoadError("the model has no input %r" % name)
-                self._in_cache[name] = d
+            entry = cache.get(name)
+            if entry is None:
+                entry = self._input_entry(name, i)
+            index, shape, dtype, d = entry
             if quantized:
                 value = _quantize_input(value, d)
-            elif value.dtype != d["dtype"]:
-                value = value.astype(d["dtype"])
-            if value.shape != tuple(d["shape"]):
-                self._it.resize_tensor_input(d["index"], list(value.shape))
+            elif value.dtype != dtype:
+                value = value.astype(dtype)
+            if value.shape != shape:
+                self._it.resize_tensor_input(index, list(value.shape))
                 self._it.allocate_tensors()
                 self._inputs = self._it.get_input_details()
                 self._outputs = self._it.get_output_details()
                 self._resolve()
-                d = self._detail(self._inputs, self._sig_in, name, i)
-                self._in_cache[name] = d
-            self._it.set_tensor(d["index"], value)
+                index = self._input_entry(name, i)[0]
+            set_tensor(index, value)
         self._it.invoke()
         get = self._it.get_tensor
         if quantized:
             return dict((name, _dequantize_output(get(d["index"]), d)) for name, d in self._out_plan)
-        return dict((name, get(d["index"])) for name, d in self._out_plan)
+        return dict((name, get(index)) for name, index in self._out_index)
+
+    def _input_entry(self, name, position):
+        import numpy as np
+        d = self._detail(self._inputs, self._sig_in, name, position)
+        if d is None:
+            raise RuntimeLoadError("the model has no input %r" % name)
+        entry = (d["index"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]), d)
+        self._in_cache[name] = entry
+        return entry
 
     def describe(self):
         return {"name": self.name, "implementation": self.implementation, "version": self.version,
