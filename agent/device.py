@@ -70,6 +70,8 @@ def _mkdir(path, mode=DIR_MODE):
 
 
 def sha256_file(path, chunk=1 << 20):
+    # Same as agent/manifest.py's on purpose: this module runs alone as `python3 -c SOURCE`
+    # before any bundle is on the device, so it cannot import its siblings.
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
