@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -198,6 +199,33 @@ class Device:
         return pids_of_uid(self.uid)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(own_tag: str) -> None:
+    """Remove users and network namespaces of earlier test sessions that died before their
+    teardown (SIGKILL): names are epf<pid>d<i> / epf<pid>n<i>, and that pid is gone."""
+    pattern = re.compile(r"^epf(\d+)[dn]\d+$")
+    users = [line.split(":", 1)[0] for line in open("/etc/passwd") if line.startswith("epf")]
+    names = _run("ip", "netns", "list", check=False).stdout.split() if shutil.which("ip") else []
+    for name in users + [n for n in names if n.startswith("epf")]:
+        m = pattern.match(name)
+        if not m or m.group(1) == own_tag or _pid_alive(int(m.group(1))):
+            continue
+        if name in users:
+            _run("pkill", "-KILL", "-u", name, check=False)
+            _run("userdel", name, check=False)
+        else:
+            _run("ip", "netns", "del", name, check=False)
+
+
 class Fleet:
     def __init__(self, base: Path, count: int):
         self.base = base
@@ -209,6 +237,7 @@ class Fleet:
         self.mounts: list[Path] = []
 
     def start(self):
+        reap_stale(self.tag)
         os.makedirs("/run/sshd", exist_ok=True)
         os.chmod(self.base, 0o755)
         (self.base / "home").mkdir(mode=0o755)
