@@ -10,6 +10,12 @@ EXIT_BAD_INPUT = 2  # bad input or usage
 EXIT_PARTIAL = 3  # some devices of a fleet failed
 
 
+def short(exc, limit: int = 300) -> str:
+    """An exception's text on one line, cut at `limit` characters (with '...')."""
+    text = " ".join(str(exc).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 class EdgepackError(Exception):
     """Base class: message says what failed and why; hint says how to fix it."""
 

@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import SourceError
+from agent.manifest import sha256_file  # one hashing routine for host and device
+
+from .errors import SourceError, short
 from .specs import TensorSpec, guess_layout
 
 log = logging.getLogger(__name__)
@@ -39,14 +41,6 @@ class SourceModel:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.runner(feeds)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load(ref: str, input_shapes: dict[str, list[int]]) -> SourceModel:
@@ -77,12 +71,12 @@ def load_onnx(path: Path, input_shapes: dict[str, list[int]]) -> SourceModel:
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # DecodeError, missing external data, ...
-        raise SourceError(f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {_short(exc)})",
+        raise SourceError(f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {short(exc)})",
                           "the file may be truncated or corrupt: export it again") from exc
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise SourceError(f"'{path}' fails the ONNX checker: {_short(exc)}",
+        raise SourceError(f"'{path}' fails the ONNX checker: {short(exc)}",
                           "export the model again with a supported opset") from exc
     init_names = {i.name for i in model.graph.initializer}
     inputs = []
@@ -100,7 +94,7 @@ def load_onnx(path: Path, input_shapes: dict[str, list[int]]) -> SourceModel:
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise SourceError(f"onnxruntime cannot load '{path}': {_short(exc)}",
+        raise SourceError(f"onnxruntime cannot load '{path}': {short(exc)}",
                           "check that the model uses standard ONNX ops and a supported opset") from exc
     out_names = [o.name for o in sess.get_outputs()]
 
@@ -179,7 +173,7 @@ def _import_factory(ref: str):
             sys.modules.pop(modname, None)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            raise SourceError(f"importing '{target}' failed: {type(exc).__name__}: {_short(exc)}",
+            raise SourceError(f"importing '{target}' failed: {type(exc).__name__}: {short(exc)}",
                               "fix the error in that file (run with --debug for the traceback)") from exc
         finally:
             sys.path.remove(str(file.resolve().parent))
@@ -189,12 +183,12 @@ def _import_factory(ref: str):
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
-            raise SourceError(f"cannot import module '{target}': {_short(exc)}",
+            raise SourceError(f"cannot import module '{target}': {short(exc)}",
                               "check the module name, or give a file path: path/to/file.py:factory") from exc
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            raise SourceError(f"importing '{target}' failed: {type(exc).__name__}: {_short(exc)}",
+            raise SourceError(f"importing '{target}' failed: {type(exc).__name__}: {short(exc)}",
                               "fix the error in that module (run with --debug for the traceback)") from exc
         finally:
             sys.path.remove(str(Path.cwd()))
@@ -218,7 +212,7 @@ def load_factory(ref: str, input_shapes: dict[str, list[int]]) -> SourceModel:
     try:
         produced = factory()
     except Exception as exc:
-        raise SourceError(f"factory '{ref}' raised {type(exc).__name__}: {_short(exc)}",
+        raise SourceError(f"factory '{ref}' raised {type(exc).__name__}: {short(exc)}",
                           "fix the factory (run with --debug for the traceback)") from exc
     example = None
     if isinstance(produced, tuple) and len(produced) == 2 and isinstance(produced[0], torch.nn.Module):
@@ -328,6 +322,3 @@ def _clean_name(text: str) -> str:
     return cleaned or "model"
 
 
-def _short(exc) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] + ("..." if len(text) > 300 else "")

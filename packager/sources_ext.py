@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SourceError
-from .sources import SourceModel, _apply_shapes, _clean_name, _outputs_to_dict, _short, sha256_file
+from .errors import SourceError, short as _short
+from .sources import SourceModel, _apply_shapes, _clean_name, _outputs_to_dict, sha256_file
 from .specs import TensorSpec, guess_layout
 
 log = logging.getLogger(__name__)

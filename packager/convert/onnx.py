@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError
+from ..errors import ConversionError, short
 from ..formats import Artifact, Format
-from ..sources import SourceModel, sha256_file
+from ..sources import SourceModel
 from ..specs import TensorSpec, guess_layout
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _from_torch(source: SourceModel, profile, out: Path, example: dict[str, np.n
                               opset_version=opset, dynamic_axes=dynamic, do_constant_folding=True,
                               dynamo=False, external_data=False)
         except Exception as exc:
-            raise ConversionError(f"torch -> ONNX export failed: {type(exc).__name__}: {_short(exc)}",
+            raise ConversionError(f"torch -> ONNX export failed: {type(exc).__name__}: {short(exc, 400)}",
                                   _export_hint(exc)) from exc
     seconds = time.perf_counter() - t0
     if dynamic and not _batch_axis_works(module, out, names, example):
@@ -178,9 +178,4 @@ def _export_hint(exc: Exception) -> str:
     return "run with --debug for the traceback; check the model runs on the given input shapes"
 
 
-def _short(exc) -> str:
-    text = " ".join(str(exc).split())
-    return text[:400] + ("..." if len(text) > 400 else "")
-
-
-__all__ = ["convert", "artifact_from_file", "sha256_file"]
+__all__ = ["convert", "artifact_from_file"]

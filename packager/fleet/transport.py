@@ -56,14 +56,6 @@ def command_line(argv: Sequence[str], cwd: Optional[str] = None) -> str:
     return line
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(key) -> str:
     """OpenSSH-style SHA256 fingerprint of a paramiko key."""
     digest = hashlib.sha256(key.asbytes()).digest()
