@@ -37,6 +37,17 @@ def _options(**kw):
     return FleetOptions(**kw)
 
 
+def _each_device(action: str, inventory, limit, forks, known_hosts, connect_timeout, as_json) -> None:
+    """status / rollback: the same options, one rollout function each."""
+    from packager.fleet import rollout
+
+    cli = _cli()
+    hosts = _hosts(inventory, limit)
+    opts = cli.run_guarded(_options, forks=forks, connect_timeout=connect_timeout,
+                           known_hosts=str(known_hosts) if known_hosts else None)
+    _emit(cli.run_guarded(getattr(rollout, action), hosts, opts), as_json)
+
+
 def _short(rid: Optional[str]) -> str:
     return rid[:12] if rid else "-"
 
@@ -129,13 +140,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
     ):
         """What is current on each device, its last verdict and p50 latency."""
-        from packager.fleet import rollout
-
-        cli = _cli()
-        hosts = _hosts(inventory, limit)
-        opts = cli.run_guarded(_options, forks=forks, connect_timeout=connect_timeout,
-                               known_hosts=str(known_hosts) if known_hosts else None)
-        _emit(cli.run_guarded(rollout.status, hosts, opts), as_json)
+        _each_device("status", inventory, limit, forks, known_hosts, connect_timeout, as_json)
 
     @app.command()
     def rollback(
@@ -147,13 +152,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
     ):
         """Switch each device back to its `previous` release (and remember the current one)."""
-        from packager.fleet import rollout
-
-        cli = _cli()
-        hosts = _hosts(inventory, limit)
-        opts = cli.run_guarded(_options, forks=forks, connect_timeout=connect_timeout,
-                               known_hosts=str(known_hosts) if known_hosts else None)
-        _emit(cli.run_guarded(rollout.rollback, hosts, opts), as_json)
+        _each_device("rollback", inventory, limit, forks, known_hosts, connect_timeout, as_json)
 
     @app.command()
     def keygen(

@@ -552,43 +552,9 @@ def push(bundle_path: str, hosts: list, opts: FleetOptions,
         bundle.cleanup()
 
 
-def status(hosts: list, opts: FleetOptions,
-           connect: Optional[Callable[[Host], Transport]] = None) -> FleetResult:
-    started = time.monotonic()
-    connect = connect or ssh_connector(opts)
-
-    def one(host):
-        res = DeviceResult(host=host.name, step="connect")
-        t0 = time.monotonic()
-        t = None
-        try:
-            t = connect(host)
-            res.step = "status"
-            st = Device(host, t).call("status", lease=False, timeout=60)
-            last = st.get("last_report") or {}
-            res.current, res.previous = st.get("current"), st.get("previous")
-            res.release_id = st.get("current")
-            res.verdict, res.p50_ms = last.get("verdict"), last.get("p50_ms")
-            names = {r["id"]: r for r in st.get("releases") or []}
-            cur = names.get(st.get("current")) or {}
-            res.detail = {"name": cur.get("name"), "version": cur.get("version"),
-                          "releases": len(names), "root": st.get("root"),
-                          "last_report": last.get("file")}
-            res.status, res.step = "reachable", "done"
-        except EdgepackError as exc:
-            res.reason, res.hint = exc.message, exc.hint
-        finally:
-            if t is not None:
-                t.close()
-            res.seconds = round(time.monotonic() - t0, 3)
-        return res
-
-    return FleetResult("status", _fan_out(hosts, one, opts.forks), None, None,
-                       time.monotonic() - started)
-
-
-def rollback(hosts: list, opts: FleetOptions,
-             connect: Optional[Callable[[Host], Transport]] = None) -> FleetResult:
+def _each_device(action: str, hosts: list, opts: FleetOptions, connect, body, locked: bool) -> FleetResult:
+    """Connect to every device in parallel, run body(device, result) (under the device lock
+    when `locked`), and record failures; the transport is always closed."""
     started = time.monotonic()
     connect = connect or ssh_connector(opts)
 
@@ -599,22 +565,49 @@ def rollback(hosts: list, opts: FleetOptions,
         try:
             t = connect(host)
             dev = Device(host, t)
-            res.step = "lock"
-            dev.lock()
-            res.step = "rollback"
-            out = dev.call("rollback", timeout=60)
-            res.current, res.previous = out.get("current"), out.get("previous")
-            res.release_id = out.get("current")
-            res.status, res.step = "rolled-back", "done"
+            if locked:
+                res.step = "lock"
+                dev.lock()
+            body(dev, res)
         except EdgepackError as exc:
             res.reason, res.hint = exc.message, exc.hint
         finally:
-            if dev is not None:
+            if locked and dev is not None:
                 dev.unlock()
             if t is not None:
                 t.close()
             res.seconds = round(time.monotonic() - t0, 3)
         return res
 
-    return FleetResult("rollback", _fan_out(hosts, one, opts.forks), None, None,
-                       time.monotonic() - started)
+    return FleetResult(action, _fan_out(hosts, one, opts.forks), None, None, time.monotonic() - started)
+
+
+def status(hosts: list, opts: FleetOptions,
+           connect: Optional[Callable[[Host], Transport]] = None) -> FleetResult:
+    def body(dev, res):
+        res.step = "status"
+        st = dev.call("status", lease=False, timeout=60)
+        last = st.get("last_report") or {}
+        res.current, res.previous = st.get("current"), st.get("previous")
+        res.release_id = st.get("current")
+        res.verdict, res.p50_ms = last.get("verdict"), last.get("p50_ms")
+        names = {r["id"]: r for r in st.get("releases") or []}
+        cur = names.get(st.get("current")) or {}
+        res.detail = {"name": cur.get("name"), "version": cur.get("version"),
+                      "releases": len(names), "root": st.get("root"),
+                      "last_report": last.get("file")}
+        res.status, res.step = "reachable", "done"
+
+    return _each_device("status", hosts, opts, connect, body, locked=False)
+
+
+def rollback(hosts: list, opts: FleetOptions,
+             connect: Optional[Callable[[Host], Transport]] = None) -> FleetResult:
+    def body(dev, res):
+        res.step = "rollback"
+        out = dev.call("rollback", timeout=60)
+        res.current, res.previous = out.get("current"), out.get("previous")
+        res.release_id = out.get("current")
+        res.status, res.step = "rolled-back", "done"
+
+    return _each_device("rollback", hosts, opts, connect, body, locked=True)
