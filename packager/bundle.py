@@ -166,14 +166,14 @@ def remove_stale_temps(out_dir: Path) -> list[Path]:
         if not (path.name.startswith(".") and path.suffix in (".tmp", ".old") and path.is_dir()):
             continue
         match = mine.search(path.name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or pid_alive(int(match.group(1))):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -30,6 +30,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.manifest import release_id as _release_id
+from packager.bundle import pid_alive
+from packager.fleet import rollout
+from packager.fleet.inventory import parse
+
 REPO = Path(__file__).resolve().parents[2]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -199,16 +204,6 @@ class Device:
         return pids_of_uid(self.uid)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_stale(own_tag: str) -> None:
     """Remove users and network namespaces of earlier test sessions that died before their
     teardown (SIGKILL): names are epf<pid>d<i> / epf<pid>n<i>, and that pid is gone."""
@@ -217,7 +212,7 @@ def reap_stale(own_tag: str) -> None:
     names = _run("ip", "netns", "list", check=False).stdout.split() if shutil.which("ip") else []
     for name in users + [n for n in names if n.startswith("epf")]:
         m = pattern.match(name)
-        if not m or m.group(1) == own_tag or _pid_alive(int(m.group(1))):
+        if not m or m.group(1) == own_tag or pid_alive(int(m.group(1))):
             continue
         if name in users:
             _run("pkill", "-KILL", "-u", name, check=False)
@@ -408,3 +403,28 @@ def run_cli(*args, timeout=300):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "packager.cli"]
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+# ---------------------------------------------------------------------------- helpers for the tests
+
+def rid(bundle: Path) -> str:
+    """A bundle's release id (sha256 of its manifest.json)."""
+    return _release_id(str(bundle))
+
+
+def hosts(spec: dict, root: str):
+    """spec: inventory name -> (device, extra vars)."""
+    inv = {name: dev.vars(edgepack_root=root, **extra) for name, (dev, extra) in spec.items()}
+    return parse({"all": {"hosts": inv}}).select(None)
+
+
+def opts(fleet, tmp_path, **kw):
+    base = dict(known_hosts=str(fleet.known_hosts), reports_dir=str(tmp_path / "reports"),
+                connect_timeout=5, forks=16)
+    base.update(kw)
+    return rollout.FleetOptions(**base)
+
+
+def current_of(dev, root) -> str | None:
+    link = dev.path(root) / "current"
+    return os.path.basename(os.readlink(link)) if link.is_symlink() else None

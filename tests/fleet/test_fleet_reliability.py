@@ -6,7 +6,6 @@ docs/RELIABILITY.md lists every case with its test (this file and test_fleet_ssh
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,30 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleet_harness import derive, run_cli
+from fleet_harness import current_of, derive, hosts, opts, rid, run_cli
 from packager.fleet import rollout
-from packager.fleet.inventory import parse
-
-
-def _rid(bundle: Path) -> str:
-    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
-
-
-def hosts(spec: dict, root: str):
-    inv = {name: dev.vars(edgepack_root=root, **extra) for name, (dev, extra) in spec.items()}
-    return parse({"all": {"hosts": inv}}).select(None)
-
-
-def opts(fleet, tmp_path, **kw):
-    base = dict(known_hosts=str(fleet.known_hosts), reports_dir=str(tmp_path / "reports"),
-                connect_timeout=5, forks=16)
-    base.update(kw)
-    return rollout.FleetOptions(**base)
-
-
-def current_of(dev, root):
-    link = dev.path(root) / "current"
-    return os.path.basename(os.readlink(link)) if link.is_symlink() else None
 
 
 def leftovers(dev, root) -> list:
@@ -97,8 +74,8 @@ def test_parity_failure_on_the_device_keeps_current_which_still_runs(fleet, bund
     report = json.loads(Path(d.report_file).read_text())  # the report came home and says why
     assert report["parity"]["passed"] is False and report["verdict"]["status"] == "fail"
     assert leftovers(dev, root) == []
-    assert not (dev.path(root) / "releases" / _rid(bad)).exists()
-    assert_current_runs(fleet, dev, root, _rid(v1))
+    assert not (dev.path(root) / "releases" / rid(bad)).exists()
+    assert_current_runs(fleet, dev, root, rid(v1))
 
 
 @pytest.mark.slow
@@ -114,7 +91,7 @@ def test_two_pushes_at_once_the_second_is_refused(fleet, bundle_set, tmp_path):
     th = threading.Thread(target=lambda: first.update(
         r=rollout.push(str(bundle_set["hang"]), hs, opts(fleet, tmp_path, selftest_timeout=8))))
     th.start()
-    stage = dev.path(root) / "stage" / _rid(bundle_set["hang"])
+    stage = dev.path(root) / "stage" / rid(bundle_set["hang"])
     deadline = time.monotonic() + 30
     while not (stage / "agent" / "selftest.py").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -127,8 +104,8 @@ def test_two_pushes_at_once_the_second_is_refused(fleet, bundle_set, tmp_path):
     d = first["r"].devices[0]
     assert d.step == "selftest" and "did not finish within 8" in d.reason
     assert leftovers(dev, root) == []
-    assert not (dev.path(root) / "releases" / _rid(bundle_set["v2"])).exists()
-    assert_current_runs(fleet, dev, root, _rid(v1))
+    assert not (dev.path(root) / "releases" / rid(bundle_set["v2"])).exists()
+    assert_current_runs(fleet, dev, root, rid(v1))
     # the lock died with its holder: the next push goes through
     assert rollout.push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).exit_code == 0
 
@@ -166,7 +143,7 @@ def test_connect_faults_do_not_hold_up_the_others(fleet, bundle_set, tmp_path):
     for name in ("gone", "wrongkey", "newhost"):
         assert got[name].step == "connect" and got[name].hint, got[name]
     assert not gone.path(root).exists() and not other.path(root).exists()
-    assert_current_runs(fleet, good, root, _rid(bundle_set["v1"]))
+    assert_current_runs(fleet, good, root, rid(bundle_set["v1"]))
 
 
 # ---------------------------------------------------------------------------- security
@@ -259,13 +236,13 @@ def test_device_tree_not_writable_by_others_even_from_a_loose_root(fleet, bundle
             continue
         mode = p.lstat().st_mode
         assert not mode & stat.S_IWOTH, (p, oct(mode))
-    release = top / "releases" / _rid(v1)
+    release = top / "releases" / rid(v1)
     for p in [release] + list(release.rglob("*")):
         want = 0o555 if p.is_dir() else 0o444
         assert stat.S_IMODE(p.lstat().st_mode) == want, (p, oct(p.lstat().st_mode))
     for p in (top / "reports").glob("*-*.json"):
         assert not p.stat().st_mode & (stat.S_IWOTH | stat.S_IWGRP), p
-    assert_current_runs(fleet, dev, root, _rid(v1))
+    assert_current_runs(fleet, dev, root, rid(v1))
 
 
 def test_hostile_file_names_in_a_bundle_never_reach_a_shell(fleet, bundle_set, tmp_path):
@@ -281,4 +258,4 @@ def test_hostile_file_names_in_a_bundle_never_reach_a_shell(fleet, bundle_set, t
     assert res.exit_code == 0, res.devices[0].reason
     assert (dev.path(root) / "current" / odd).read_bytes() == b"data"
     assert not list(dev.home.rglob("pwned*")) and not list(Path("/tmp").glob("pwned*"))
-    assert_current_runs(fleet, dev, root, _rid(weird))
+    assert_current_runs(fleet, dev, root, rid(weird))

@@ -10,34 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet_harness import derive, run_cli
+from fleet_harness import current_of, derive, hosts, opts, rid, run_cli
 from packager import signing
 from packager.fleet import rollout
-from packager.fleet.inventory import parse
 from packager.fleet.transport import SSHTransport
-
-
-def _rid(bundle: Path) -> str:
-    import hashlib
-    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
-
-
-def hosts(fleet, spec: dict, root: str):
-    """spec: inventory name -> (device, extra vars)."""
-    inv = {name: dev.vars(edgepack_root=root, **extra) for name, (dev, extra) in spec.items()}
-    return parse({"all": {"hosts": inv}}).select(None)
-
-
-def opts(fleet, tmp_path, **kw):
-    base = dict(known_hosts=str(fleet.known_hosts), reports_dir=str(tmp_path / "reports"),
-                connect_timeout=5, forks=16)
-    base.update(kw)
-    return rollout.FleetOptions(**base)
-
-
-def current_of(dev, root) -> str | None:
-    link = dev.path(root) / "current"
-    return os.path.basename(os.readlink(link)) if link.is_symlink() else None
 
 
 def leftovers(dev, root) -> list[str]:
@@ -59,18 +35,18 @@ def by_host(result):
 def test_push_fleet_unchanged_and_new_version(fleet, bundle_set, tmp_path):
     root = "~/ep-push"
     devs = fleet.devices[:8]
-    hs = hosts(fleet, {d.name: (d, {}) for d in devs}, root)
+    hs = hosts({d.name: (d, {}) for d in devs}, root)
     v1, v2 = bundle_set["v1"], bundle_set["v2"]
 
     first = rollout.push(str(v1), hs, opts(fleet, tmp_path))
     assert first.exit_code == 0, [d.reason for d in first.devices]
     assert {d.status for d in first.devices} == {"activated"}
     for d, r in zip(devs, first.devices):
-        assert current_of(d, root) == _rid(v1)
+        assert current_of(d, root) == rid(v1)
         assert r.uploaded_files == len(json.loads((v1 / "manifest.json").read_text())["files"])
         assert r.verdict["passed"] and r.p50_ms is not None
         assert Path(r.report_file).is_file()  # the report came home
-        assert list((d.path(root) / "reports").glob(f"*-{_rid(v1)}.json"))
+        assert list((d.path(root) / "reports").glob(f"*-{rid(v1)}.json"))
         assert leftovers(d, root) == []
         for p in d.path(root).rglob("*"):  # nothing writable by others, everything the user's
             assert p.is_symlink() or not (p.lstat().st_mode & stat.S_IWOTH), p
@@ -86,18 +62,18 @@ def test_push_fleet_unchanged_and_new_version(fleet, bundle_set, tmp_path):
     assert second.exit_code == 0, [d.reason for d in second.devices]
     for d, r in zip(devs, second.devices):
         assert r.status == "activated" and r.uploaded_files == 0 and r.reused_files > 0
-        assert current_of(d, root) == _rid(v2)
-        assert os.path.basename(os.readlink(d.path(root) / "previous")) == _rid(v1)
+        assert current_of(d, root) == rid(v2)
+        assert os.path.basename(os.readlink(d.path(root) / "previous")) == rid(v1)
 
     st = rollout.status(hs, opts(fleet, tmp_path))
     assert st.exit_code == 0
-    assert all(d.current == _rid(v2) and d.verdict["passed"] for d in st.devices)
+    assert all(d.current == rid(v2) and d.verdict["passed"] for d in st.devices)
 
 
 def test_rollback_switches_to_previous_and_back(fleet, bundle_set, tmp_path):
     root = "~/ep-rollback"
     dev = fleet.devices[1]
-    hs = hosts(fleet, {"rb": (dev, {})}, root)
+    hs = hosts({"rb": (dev, {})}, root)
     o = opts(fleet, tmp_path)
     res = rollout.rollback(hs, o)  # nothing there yet
     assert res.exit_code == 1 and "no previous release" in res.devices[0].reason
@@ -105,9 +81,9 @@ def test_rollback_switches_to_previous_and_back(fleet, bundle_set, tmp_path):
     assert rollout.push(str(bundle_set["v2"]), hs, o).exit_code == 0
     res = rollout.rollback(hs, o)
     assert res.exit_code == 0 and res.devices[0].status == "rolled-back"
-    assert current_of(dev, root) == _rid(bundle_set["v1"])
+    assert current_of(dev, root) == rid(bundle_set["v1"])
     res = rollout.rollback(hs, o)
-    assert current_of(dev, root) == _rid(bundle_set["v2"])
+    assert current_of(dev, root) == rid(bundle_set["v2"])
 
 
 # ---------------------------------------------------------------------------- refusals
@@ -115,7 +91,7 @@ def test_rollback_switches_to_previous_and_back(fleet, bundle_set, tmp_path):
 def test_wrong_and_unknown_host_key(fleet, bundle_set, tmp_path):
     root = "~/ep-hostkey"
     a, b = fleet.devices[2], fleet.devices[3]
-    hs = hosts(fleet, {"a": (a, {})}, root)
+    hs = hosts({"a": (a, {})}, root)
     wrong = tmp_path / "wrong_known_hosts"  # a's address and port with b's key
     wrong.write_text(f"[{a.address}]:{a.port} {b.host_pub[0]} {b.host_pub[1]}\n")
     res = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path, known_hosts=str(wrong)))
@@ -144,7 +120,7 @@ def test_wrong_and_unknown_host_key(fleet, bundle_set, tmp_path):
 
 def test_auth_refused_and_daemon_gone(fleet, bundle_set, tmp_path):
     a, b = fleet.devices[2], fleet.devices[3]
-    hs = hosts(fleet, {"wronguser": (a, {"ansible_user": b.user}),
+    hs = hosts({"wronguser": (a, {"ansible_user": b.user}),
                        "gone": (a, {"ansible_port": 1})}, "~/ep-auth")
     res = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path))
     got = by_host(res)
@@ -156,7 +132,7 @@ def test_auth_refused_and_daemon_gone(fleet, bundle_set, tmp_path):
 def test_device_missing_runtime_is_refused_before_the_model_is_sent(fleet, bundle_set, tmp_path):
     root = "~/ep-nort"
     dev = fleet.devices[4]
-    hs = hosts(fleet, {"nort": (dev, {"ansible_python_interpreter": fleet.python_nort})}, root)
+    hs = hosts({"nort": (dev, {"ansible_python_interpreter": fleet.python_nort})}, root)
     res = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path))
     d = res.devices[0]
     assert res.exit_code == 1 and d.step == "facts"
@@ -168,7 +144,7 @@ def test_device_missing_runtime_is_refused_before_the_model_is_sent(fleet, bundl
 
 def test_profile_mismatch_is_refused_without_connecting(fleet, bundle_set, tmp_path):
     dev = fleet.devices[4]
-    hs = hosts(fleet, {"jet": (dev, {"edgepack_profile": "jetson"})}, "~/ep-profile")
+    hs = hosts({"jet": (dev, {"edgepack_profile": "jetson"})}, "~/ep-profile")
     d = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path)).devices[0]
     assert d.step == "check" and "jetson" in d.reason and "--profile jetson" in d.hint
 
@@ -176,23 +152,23 @@ def test_profile_mismatch_is_refused_without_connecting(fleet, bundle_set, tmp_p
 def test_failing_selftest_keeps_current(fleet, bundle_set, tmp_path):
     root = "~/ep-failing"
     dev = fleet.devices[5]
-    hs = hosts(fleet, {"f": (dev, {})}, root)
+    hs = hosts({"f": (dev, {})}, root)
     assert rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path)).exit_code == 0
     res = rollout.push(str(bundle_set["failing"]), hs, opts(fleet, tmp_path))
     d = res.devices[0]
     assert res.exit_code == 1 and d.step == "selftest" and "latency" in d.reason
     assert d.verdict["passed"] is False
     assert json.loads(Path(d.report_file).read_text())["verdict"]["passed"] is False
-    assert current_of(dev, root) == _rid(bundle_set["v1"])
-    assert list((dev.path(root) / "reports").glob(f"*-{_rid(bundle_set['failing'])}.json"))
-    assert not (dev.path(root) / "releases" / _rid(bundle_set["failing"])).exists()
+    assert current_of(dev, root) == rid(bundle_set["v1"])
+    assert list((dev.path(root) / "reports").glob(f"*-{rid(bundle_set['failing'])}.json"))
+    assert not (dev.path(root) / "releases" / rid(bundle_set["failing"])).exists()
     assert leftovers(dev, root) == []
 
 
 def test_hanging_agent_is_bounded(fleet, bundle_set, tmp_path):
     root = "~/ep-hang"
     dev = fleet.devices[5]
-    hs = hosts(fleet, {"h": (dev, {})}, root)
+    hs = hosts({"h": (dev, {})}, root)
     t0 = time.monotonic()
     res = rollout.push(str(bundle_set["hang"]), hs, opts(fleet, tmp_path, selftest_timeout=3))
     assert time.monotonic() - t0 < 30
@@ -218,7 +194,7 @@ def test_hanging_agent_is_bounded(fleet, bundle_set, tmp_path):
 def test_lock_refuses_a_concurrent_push(fleet, bundle_set, tmp_path):
     root = "~/ep-lock"
     dev = fleet.devices[6]
-    hs = hosts(fleet, {"l": (dev, {})}, root)
+    hs = hosts({"l": (dev, {})}, root)
     holder_t = SSHTransport("holder", dev.address, dev.port, dev.user, str(fleet.client_key),
                             known_hosts=str(fleet.known_hosts)).connect()
     holder = rollout.Device(hs[0], holder_t)
@@ -238,10 +214,10 @@ def test_hostile_names_never_reach_a_shell(fleet, bundle_set, tmp_path):
     name = f"dev one; touch {canary}-a $(touch {canary}-b) `touch {canary}-c` 'q\"uote"
     root = f"~/ep root '$(touch {canary}-d)';x \"y\""
     dev = fleet.devices[7]
-    hs = hosts(fleet, {name: (dev, {})}, root)
+    hs = hosts({name: (dev, {})}, root)
     res = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path))
     assert res.exit_code == 0, res.devices[0].reason
-    assert current_of(dev, root) == _rid(bundle_set["v1"])  # the literal folder name
+    assert current_of(dev, root) == rid(bundle_set["v1"])  # the literal folder name
     assert not list(Path("/tmp").glob(canary.name + "*"))
     report_dirs = list((tmp_path / "reports").iterdir())
     assert len(report_dirs) == 1 and "$" not in report_dirs[0].name and " " not in report_dirs[0].name
@@ -252,7 +228,7 @@ def test_hostile_names_never_reach_a_shell(fleet, bundle_set, tmp_path):
 def test_canary_failure_halts_the_rest(fleet, bundle_set, tmp_path):
     root = "~/ep-canary"
     d0, d1, d2 = fleet.devices[0:3]
-    hs = hosts(fleet, {"c0": (d0, {"ansible_python_interpreter": fleet.python_nort}),
+    hs = hosts({"c0": (d0, {"ansible_python_interpreter": fleet.python_nort}),
                        "c1": (d1, {}), "c2": (d2, {})}, root)
     res = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path, canary=1))
     got = by_host(res)
@@ -266,7 +242,7 @@ def test_max_fail_halts_further_devices(fleet, bundle_set, tmp_path):
     root = "~/ep-maxfail"
     d = fleet.devices
     bad = {"ansible_python_interpreter": fleet.python_nort}
-    hs = hosts(fleet, {"m0": (d[0], {}), "m1": (d[1], bad), "m2": (d[2], bad), "m3": (d[3], {})},
+    hs = hosts({"m0": (d[0], {}), "m1": (d[1], bad), "m2": (d[2], bad), "m3": (d[3], {})},
                root)
     res = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path, forks=1, max_fail=25))
     assert [x.status for x in res.devices] == ["activated", "failed", "failed", "skipped"]
@@ -286,7 +262,7 @@ def test_signed_bundle_accepted_tampered_refused(fleet, bundle_set, tmp_path):
     top.mkdir()
     (top / "allowed_signers").write_text(Path(key["allowed_signers"]).read_text())
     dev.chown_tree(top)
-    hs = hosts(fleet, {"s": (dev, {"edgepack_require_signature": True})}, root)
+    hs = hosts({"s": (dev, {"edgepack_require_signature": True})}, root)
 
     unsigned = rollout.push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).devices[0]
     assert unsigned.step == "check" and "signed" in unsigned.reason
@@ -307,7 +283,7 @@ def test_signed_bundle_accepted_tampered_refused(fleet, bundle_set, tmp_path):
 
     res = rollout.push(str(signed), hs, opts(fleet, tmp_path))
     assert res.exit_code == 0, res.devices[0].reason
-    assert current_of(dev, root) == _rid(signed)
+    assert current_of(dev, root) == rid(signed)
 
 
 # ---------------------------------------------------------------------------- faults mid-way
@@ -336,13 +312,13 @@ def test_full_disk_leaves_no_part_and_keeps_current(fleet, bundle_set, tmp_path)
     dev = fleet.devices[6]
     mnt = fleet.tmpfs(dev, "4m")
     root = str(mnt / "ep")
-    hs = hosts(fleet, {"full": (dev, {})}, root)
+    hs = hosts({"full": (dev, {})}, root)
     assert rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path)).exit_code == 0
     res = rollout.push(str(bundle_set["big"]), hs, opts(fleet, tmp_path))
     d = res.devices[0]
     assert res.exit_code == 1 and d.step == "upload", d.reason
     assert "blob.bin" in d.reason and "full" in d.reason
-    assert current_of(dev, root) == _rid(bundle_set["v1"])
+    assert current_of(dev, root) == rid(bundle_set["v1"])
     assert leftovers(dev, root) == []
     free = os.statvfs(mnt)
     assert free.f_bavail * free.f_frsize > 3 * 1024 * 1024  # the space came back
@@ -352,7 +328,7 @@ def test_full_disk_leaves_no_part_and_keeps_current(fleet, bundle_set, tmp_path)
 def test_killed_session_mid_upload(fleet, bundle_set, tmp_path):
     root = "~/ep-killed"
     dev = fleet.devices[7]
-    hs = hosts(fleet, {"k": (dev, {})}, root)
+    hs = hosts({"k": (dev, {})}, root)
     assert rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path)).exit_code == 0
 
     def kill_sessions():
@@ -367,7 +343,7 @@ def test_killed_session_mid_upload(fleet, bundle_set, tmp_path):
     d = res.devices[0]
     assert fired.is_set()
     assert res.exit_code == 1 and d.step == "upload", d.reason
-    assert current_of(dev, root) == _rid(bundle_set["v1"])
+    assert current_of(dev, root) == rid(bundle_set["v1"])
     assert leftovers(dev, root) == [], d.detail  # cleaned up over a new connection
     assert rollout.push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).exit_code == 0
 
@@ -380,7 +356,7 @@ def test_link_cut_mid_upload_is_bounded(fleet, bundle_set, tmp_path):
         pytest.skip(f"network namespaces unavailable: {exc}")
     fleet.write_known_hosts()
     root = "~/ep-cut"
-    hs = hosts(fleet, {"cut": (dev, {}), "ok": (fleet.devices[0], {})}, root)
+    hs = hosts({"cut": (dev, {}), "ok": (fleet.devices[0], {})}, root)
     th, fired = _watch_for_part(dev.path(root), cut)
     t0 = time.monotonic()
     res = rollout.push(str(bundle_set["big"]), hs, opts(fleet, tmp_path))
@@ -418,7 +394,7 @@ def test_cli_push_exit_codes_and_json(fleet, bundle_set, tmp_path):
     r = run_cli("status", "-i", inv, "--limit", "good0,good1", "--json", "--known-hosts",
                 fleet.known_hosts)
     assert r.returncode == 0, r.stderr
-    assert {x["current"] for x in json.loads(r.stdout)["devices"]} == {_rid(bundle_set["v1"])}
+    assert {x["current"] for x in json.loads(r.stdout)["devices"]} == {rid(bundle_set["v1"])}
 
     r = run_cli("push", bundle_set["v1"], "-i", inv, "--limit", "nomatch*", *common)
     assert r.returncode == 2 and "matches no host" in r.stderr and "Traceback" not in r.stderr
