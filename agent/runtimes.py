@@ -17,10 +17,9 @@ class RuntimeLoadError(Exception):
     """The runtime is installed but could not load the model."""
 
 
-class OnnxRuntime(object):
-    name = "onnxruntime"
-    module = "onnxruntime"
-    install_hint = "pip install onnxruntime (or onnxruntime-gpu / JetPack's wheel on Jetson)"
+class _Runtime(object):
+    """What every runtime reports: version, providers/delegates asked for, present and used,
+    why others were skipped (fallbacks), and the thread setting."""
 
     def __init__(self):
         self.version = None
@@ -29,6 +28,23 @@ class OnnxRuntime(object):
         self.providers_used = []
         self.fallbacks = []
         self.threads = None
+
+    def describe(self):
+        return {"name": self.name, "version": self.version,
+                "providers_requested": self.providers_requested,
+                "providers_available": self.providers_available,
+                "providers_used": self.providers_used,
+                "provider": self.providers_used[0] if self.providers_used else None,
+                "fallbacks": self.fallbacks, "threads": self.threads}
+
+
+class OnnxRuntime(_Runtime):
+    name = "onnxruntime"
+    module = "onnxruntime"
+    install_hint = "pip install onnxruntime (or onnxruntime-gpu / JetPack's wheel on Jetson)"
+
+    def __init__(self):
+        _Runtime.__init__(self)
         self._session = None
 
     def load(self, model_path, settings):
@@ -81,14 +97,6 @@ class OnnxRuntime(object):
         names = self._output_names
         return dict(zip(names, self._session.run(names, feeds)))
 
-    def describe(self):
-        return {"name": self.name, "version": self.version,
-                "providers_requested": self.providers_requested,
-                "providers_available": self.providers_available,
-                "providers_used": self.providers_used,
-                "provider": self.providers_used[0] if self.providers_used else None,
-                "fallbacks": self.fallbacks, "threads": self.threads}
-
 
 def _quantize_input(value, detail):
     """float feed -> the integer input of a fully quantized model, with the model's own scale."""
@@ -110,7 +118,7 @@ def _dequantize_output(value, detail):
     return value
 
 
-class LiteRtRuntime(object):
+class LiteRtRuntime(_Runtime):
     """TF-Lite models: LiteRT (ai-edge-litert), then tflite-runtime, then tensorflow.lite.
 
     Integer (int8/uint8) inputs and outputs of fully quantized models are quantized and
@@ -126,13 +134,8 @@ class LiteRtRuntime(object):
                      "edgetpu": ("libedgetpu.so.1", "libedgetpu.1.dylib", "edgetpu.dll")}
 
     def __init__(self):
-        self.version = None
+        _Runtime.__init__(self)
         self.implementation = None
-        self.providers_requested = []
-        self.providers_available = []
-        self.providers_used = []
-        self.fallbacks = []
-        self.threads = None
         self.io_quantized = False
         self._it = None
 
@@ -267,16 +270,13 @@ class LiteRtRuntime(object):
         return entry
 
     def describe(self):
-        return {"name": self.name, "implementation": self.implementation, "version": self.version,
-                "providers_requested": self.providers_requested,
-                "providers_available": self.providers_available,
-                "providers_used": self.providers_used, "delegates": self.providers_used,
-                "provider": self.providers_used[0] if self.providers_used else None,
-                "io_quantization": "int8 I/O quantized by the agent" if self.io_quantized else None,
-                "fallbacks": self.fallbacks, "threads": self.threads}
+        info = _Runtime.describe(self)
+        info.update(implementation=self.implementation, delegates=self.providers_used,
+                    io_quantization="int8 I/O quantized by the agent" if self.io_quantized else None)
+        return info
 
 
-class TorchRuntime(object):
+class TorchRuntime(_Runtime):
     """TorchScript models (torch.jit.load). providers: e.g. [cuda, cpu], tried in order.
 
     A float16 bundle runs in half precision on CUDA; on a device without CUDA it falls back to
@@ -286,12 +286,7 @@ class TorchRuntime(object):
     install_hint = "pip install torch (JetPack's wheel on Jetson)"
 
     def __init__(self):
-        self.version = None
-        self.providers_requested = []
-        self.providers_available = []
-        self.providers_used = []
-        self.fallbacks = []
-        self.threads = None
+        _Runtime.__init__(self)
         self._model = None
         self._device = "cpu"
         self._half = False
@@ -351,14 +346,6 @@ class TorchRuntime(object):
         with torch.no_grad():
             out = self._model(*args)
         return _torch_outputs(out)
-
-    def describe(self):
-        return {"name": self.name, "version": self.version,
-                "providers_requested": self.providers_requested,
-                "providers_available": self.providers_available,
-                "providers_used": self.providers_used,
-                "provider": self.providers_used[0] if self.providers_used else None,
-                "fallbacks": self.fallbacks, "threads": self.threads}
 
 
 def _contiguous(value):
