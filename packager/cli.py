@@ -274,10 +274,7 @@ _register_fleet()
 
 
 def main() -> None:
-    try:
-        app()
-    except SystemExit:
-        raise
+    app()
 
 
 if __name__ == "__main__":
