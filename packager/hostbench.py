@@ -1,26 +1,25 @@
 """A quick, honest latency comparison on the build host (not a benchmark; see bench/).
 
-Both models are loaded once, then timed in alternation (float, int8, float, int8), each
-round time-boxed, so the check costs well under a second even for larger models.
+The float model is loaded once (the int8 one comes from host parity), then both are timed in
+alternation (float, int8, float, int8), each round time-boxed, so the check costs well under a
+second even for larger models.
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from agent import runtimes
-
+from .errors import ConversionError
 from .formats import Artifact
+from .parity import load_on_host
 
 log = logging.getLogger(__name__)
 
 
 def _load(art: Artifact, settings: dict):
-    host = dict(settings, providers=["CPUExecutionProvider"])
     try:
-        rt, _ = runtimes.load_timed(art.runtime, str(art.path), host)
-        return rt
-    except Exception as exc:  # the artifact was already checked; this is only a measurement
+        return load_on_host(art, settings)
+    except ConversionError as exc:  # the artifact was already checked; this is only a measurement
         log.debug("host timing skipped: %s", exc)
         return None
 
@@ -36,12 +35,13 @@ def _median_ms(rt, feeds: dict, runs: int, budget_s: float) -> float:
     return times[len(times) // 2] * 1000.0
 
 
-def compare(float_art: Artifact, quant_art: Artifact, feeds: dict, settings: dict,
+def compare(float_art: Artifact, quant_art: Artifact, q_rt, feeds: dict, settings: dict,
             runs: int = 20, budget_s: float = 0.15) -> dict | None:
-    """Median single-inference latency of the float and the int8 model (best of two rounds)."""
+    """Median single-inference latency of the float and the int8 model (best of two rounds).
+    q_rt: the int8 model's runtime, already loaded by host parity."""
     if float_art.path == quant_art.path or not float_art.path.exists():
         return None
-    f_rt, q_rt = _load(float_art, settings), _load(quant_art, settings)
+    f_rt = _load(float_art, settings)
     if f_rt is None or q_rt is None:
         return None
     for rt in (f_rt, q_rt):  # warm-up

@@ -12,7 +12,8 @@ from .errors import CheckFailed, ConversionError
 from .formats import Artifact
 
 
-def run_artifact(art: Artifact, samples: list[dict], settings: dict) -> list[dict]:
+def load_on_host(art: Artifact, settings: dict):
+    """The artifact's runtime on the host's CPU, with the profile's other settings."""
     host_settings = dict(settings)
     host_settings["providers"] = ["CPUExecutionProvider"]  # the host judges on CPU
     try:
@@ -20,6 +21,12 @@ def run_artifact(art: Artifact, samples: list[dict], settings: dict) -> list[dic
     except (runtimes.RuntimeMissing, runtimes.RuntimeLoadError) as exc:
         raise ConversionError(f"the converted model does not load on the host: {exc}",
                               "try another precision or format; run with --debug") from exc
+    return rt
+
+
+def run_artifact(art: Artifact, samples: list[dict], settings: dict, rt=None) -> list[dict]:
+    """Outputs of the artifact for every sample (rt: an already loaded runtime to reuse)."""
+    rt = rt or load_on_host(art, settings)
     results = []
     for feeds in samples:
         try:

@@ -89,6 +89,8 @@ def build(opts: BuildOptions) -> BuildResult:
     if opts.name is not None and not _safe_token(opts.name):
         raise UsageError(f"--name '{opts.name}' has characters that do not belong in a folder name",
                          "use letters, digits, '.', '_' and '-'")
+    if opts.budget_ms is not None and opts.budget_ms <= 0:  # before any conversion work
+        raise UsageError(f"--latency-budget-ms must be > 0, got {opts.budget_ms}", "pass a positive number of ms")
     if opts.sign_key is not None and not Path(opts.sign_key).is_file():
         raise UsageError(f"signing key '{opts.sign_key}' does not exist",
                          "create one with `edgepack keygen KEY`, or pass the right path")
@@ -160,7 +162,8 @@ def build(opts: BuildOptions) -> BuildResult:
         model_inputs = [to_model_layout(x, art) for x in ref_inputs]
         log.info("host parity on %d samples", len(ref_inputs))
         thresholds = prof.thresholds()
-        converted = host_parity.run_artifact(art, model_inputs, prof["runtime"])
+        host_rt = host_parity.load_on_host(art, prof["runtime"])
+        converted = host_parity.run_artifact(art, model_inputs, prof["runtime"], rt=host_rt)
         par = host_parity.check(ref_outputs, converted, thresholds, prof.name)
         host_parity.raise_if_failed(par, f"{src.name} -> {fmt.value} {prof.precision} (profile {prof.name})")
 
@@ -169,13 +172,11 @@ def build(opts: BuildOptions) -> BuildResult:
         folder = f"{name}-{version}-{prof.name}"
         probe = dict(prof["probe"])
         if opts.budget_ms is not None:
-            if opts.budget_ms <= 0:
-                raise UsageError(f"--latency-budget-ms must be > 0, got {opts.budget_ms}", "pass a positive number of ms")
             probe["budget_ms"] = float(opts.budget_ms)
         quant = dict(art.info.get("quantization") or {})
         if prof.precision == "int8":
             quant["calibration"] = calib_info
-            speed = hostbench.compare(float_art, art, model_inputs[0], prof["runtime"])
+            speed = hostbench.compare(float_art, art, host_rt, model_inputs[0], prof["runtime"])
             if speed is not None:
                 quant["host_latency"] = speed
                 if speed["speedup"] < 0.95:  # 5 % margin: timing noise on a busy host
