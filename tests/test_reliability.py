@@ -228,8 +228,21 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     out = tmp_path / "dist"
+    # A model whose forward() takes 0.3 s: the export after "converting" traces it, so the build
+    # is certainly still running when the signal arrives, however fast the machine.
+    slow = tmp_path / "slow_model.py"
+    slow.write_text("import time, torch\n"
+                    "class Slow(torch.nn.Module):\n"
+                    "    def __init__(self):\n"
+                    "        super().__init__(); self.l = torch.nn.Linear(8, 4)\n"
+                    "    def forward(self, x):\n"
+                    "        time.sleep(0.3)\n"
+                    "        return self.l(x)\n"
+                    "def make():\n"
+                    "    torch.manual_seed(0)\n"
+                    "    return Slow().eval(), torch.randn(1, 8)\n")
     cmd = [str(EDGEPACK)] if EDGEPACK.exists() else [sys.executable, "-m", "packager.cli"]
-    p = subprocess.Popen(cmd + ["build", f"{EXAMPLES}:tiny_cnn", "--profile", "x86-cpu-int8",
+    p = subprocess.Popen(cmd + ["build", f"{slow}:make", "--profile", "x86-cpu-int8",
                                 "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                          text=True, env=dict(os.environ, TMPDIR=str(systmp)))
     seen = []
@@ -237,7 +250,7 @@ def test_interrupted_build_leaves_nothing(tmp_path):
         seen.append(line)
         if "converting" in line:
             break
-    time.sleep(0.5)
+    time.sleep(0.1)
     p.send_signal(signal.SIGINT)
     rest = p.stderr.read()
     p.wait(timeout=120)
