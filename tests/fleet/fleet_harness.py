@@ -428,3 +428,13 @@ def opts(fleet, tmp_path, **kw):
 def current_of(dev, root) -> str | None:
     link = dev.path(root) / "current"
     return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+
+def leftovers(dev, root) -> list[str]:
+    """Partial uploads and stages left on the device."""
+    top = dev.path(root)
+    out = [str(p) for p in top.rglob("*.part")] if top.exists() else []
+    stage = top / "stage"
+    if stage.exists():
+        out += [str(p) for p in stage.iterdir()]
+    return out

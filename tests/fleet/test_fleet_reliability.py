@@ -19,17 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleet_harness import current_of, derive, hosts, opts, rid, run_cli
+from fleet_harness import current_of, derive, hosts, leftovers, opts, rid, run_cli
 from packager.fleet import rollout
-
-
-def leftovers(dev, root) -> list:
-    top = dev.path(root)
-    out = [str(p) for p in top.rglob("*.part")] if top.exists() else []
-    stage = top / "stage"
-    if stage.exists():
-        out += [str(p) for p in stage.iterdir()]
-    return out
 
 
 def assert_current_runs(fleet, dev, root, rid):

@@ -10,20 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet_harness import current_of, derive, hosts, opts, rid, run_cli
+from fleet_harness import current_of, derive, hosts, leftovers, opts, rid, run_cli
 from packager import signing
 from packager.fleet import rollout
 from packager.fleet.transport import SSHTransport
-
-
-def leftovers(dev, root) -> list[str]:
-    """Partial uploads and stages left on the device."""
-    top = dev.path(root)
-    out = [str(p) for p in top.rglob("*.part")] if top.exists() else []
-    stage = top / "stage"
-    if stage.exists():
-        out += [str(p) for p in stage.iterdir()]
-    return out
 
 
 def by_host(result):
