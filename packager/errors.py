@@ -1,6 +1,6 @@
 """Errors edgepack raises on purpose. Each carries an exit code and a hint (the fix).
 
-cli.py turns any EdgepackError into one line on stderr: "edgepack: <message> (fix: <hint>)".
+packager/cli/output.py turns any EdgepackError into one line on stderr: "edgepack: <message> (fix: <hint>)".
 """
 from __future__ import annotations
 

@@ -102,6 +102,13 @@ class Profile:
         return self.data[key]
 
     @property
+    def description(self) -> str:
+        return self.data.get("description", "")
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.data)
+
+    @property
     def format(self) -> str:
         return self.data["format"]
 

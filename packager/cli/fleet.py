@@ -1,4 +1,4 @@
-"""Fleet commands: push, status, rollback, keygen. cli.py calls register(app)."""
+"""Fleet commands: push, status, rollback, keygen."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,26 +6,22 @@ from typing import Optional
 
 import typer
 
+from .output import echo, err, guarded, print_json, table
+
 INVENTORY_HELP = "Ansible YAML inventory (all/children/hosts/vars)"
 LIMIT_HELP = "hosts or groups, comma-separated, globs allowed, !name excludes"
 
 
-def _cli():
-    from packager import cli  # late: cli imports this module at its end
-
-    return cli
-
-
 def _hosts(inventory: Path, limit: Optional[str]):
-    from packager.fleet import inventory as inv_mod
+    from ..fleet import inventory as inv_mod
 
-    inv = _cli().run_guarded(inv_mod.load, str(inventory))
-    return _cli().run_guarded(inv.select, limit)
+    inv = guarded(inv_mod.load, str(inventory))
+    return guarded(inv.select, limit)
 
 
 def _options(**kw):
-    from packager.errors import UsageError
-    from packager.fleet.rollout import FleetOptions
+    from ..errors import UsageError
+    from ..fleet.rollout import FleetOptions
 
     if kw.get("forks", 1) < 1:
         raise UsageError(f"--forks must be >= 1, got {kw['forks']}", hint="pass --forks 16")
@@ -39,13 +35,12 @@ def _options(**kw):
 
 def _each_device(action: str, inventory, limit, forks, known_hosts, connect_timeout, as_json) -> None:
     """status / rollback: the same options, one rollout function each."""
-    from packager.fleet import rollout
+    from ..fleet import rollout
 
-    cli = _cli()
     hosts = _hosts(inventory, limit)
-    opts = cli.run_guarded(_options, forks=forks, connect_timeout=connect_timeout,
-                           known_hosts=str(known_hosts) if known_hosts else None)
-    _emit(cli.run_guarded(getattr(rollout, action), hosts, opts), as_json)
+    opts = guarded(_options, forks=forks, connect_timeout=connect_timeout,
+                   known_hosts=str(known_hosts) if known_hosts else None)
+    _emit(guarded(getattr(rollout, action), hosts, opts), as_json)
 
 
 def _short(rid: Optional[str]) -> str:
@@ -63,9 +58,8 @@ def _p50(value) -> str:
 
 
 def _emit(result, as_json: bool) -> None:
-    cli = _cli()
     if as_json:
-        cli._print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         rows = []
         for d in result.devices:
@@ -82,16 +76,16 @@ def _emit(result, as_json: bool) -> None:
             header = ["HOST", "STATUS", "CURRENT", "RELEASE", "LAST VERDICT", "P50 MS", "REASON"]
         else:
             header = ["HOST", "STATUS", "STEP", "CURRENT", "VERDICT", "P50 MS", "SECONDS", "REASON"]
-        typer.echo(cli._table(rows, header))
+        echo(table(rows, header))
         summary = result.to_dict()["summary"]
-        typer.echo(f"{result.action}: " + ", ".join(f"{n} {s}" for s, n in summary.items())
+        echo(f"{result.action}: " + ", ".join(f"{n} {s}" for s, n in summary.items())
                    + f" in {result.seconds:.1f}s")
     if result.halted:
-        cli._err(f"edgepack: halted: {result.halted}")
+        err(f"edgepack: halted: {result.halted}")
     for d in result.devices:
         if not d.ok and d.status != "skipped":
             hint = f" (fix: {d.hint})" if d.hint else ""
-            cli._err(f"edgepack: {d.reason}{hint}")
+            err(f"edgepack: {d.reason}{hint}")
     raise typer.Exit(result.exit_code)
 
 
@@ -119,15 +113,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
     ):
         """Push a bundle to devices: stage, verify, self-test, activate only on a pass."""
-        from packager.fleet import rollout
+        from ..fleet import rollout
 
-        cli = _cli()
         hosts = _hosts(inventory, limit)
-        opts = cli.run_guarded(_options, forks=forks, canary=canary, max_fail=max_fail,
-                               known_hosts=str(known_hosts) if known_hosts else None,
-                               accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout,
-                               selftest_timeout=selftest_timeout, reports_dir=str(reports))
-        result = cli.run_guarded(rollout.push, str(bundle), hosts, opts)
+        opts = guarded(_options, forks=forks, canary=canary, max_fail=max_fail,
+                       known_hosts=str(known_hosts) if known_hosts else None,
+                       accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout,
+                       selftest_timeout=selftest_timeout, reports_dir=str(reports))
+        result = guarded(rollout.push, str(bundle), hosts, opts)
         _emit(result, as_json)
 
     @app.command()
@@ -161,17 +154,16 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ):
         """Create an ed25519 signing key for `build --sign-key` and the devices' allowed_signers."""
-        from packager import signing
+        from .. import signing
 
-        cli = _cli()
-        out = cli.run_guarded(signing.keygen, str(key), force=force)
+        out = guarded(signing.keygen, str(key), force=force)
         if as_json:
-            cli._print_json(out)
+            print_json(out)
             return
-        typer.echo(f"private key      {out['private_key']}  (keep it off the devices)")
-        typer.echo(f"public key       {out['public_key']}")
-        typer.echo(f"allowed_signers  {out['allowed_signers']}")
-        typer.echo("on each device that must require signatures, install the allowed_signers "
+        echo(f"private key      {out['private_key']}  (keep it off the devices)")
+        echo(f"public key       {out['public_key']}")
+        echo(f"allowed_signers  {out['allowed_signers']}")
+        echo("on each device that must require signatures, install the allowed_signers "
                    "file as <edgepack_root>/allowed_signers (default ~/.edgepack/allowed_signers) "
                    "and set edgepack_require_signature: true in the inventory")
-        typer.echo(f"sign bundles with: edgepack build ... --sign-key {out['private_key']}")
+        echo(f"sign bundles with: edgepack build ... --sign-key {out['private_key']}")

@@ -1,0 +1,77 @@
+"""The one place the CLI writes to the terminal: error lines, tables, JSON, and the guard that
+maps every exception to one line and an exit code (httpx-style: mapped once, at the boundary).
+
+Library code never prints; commands call these helpers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+
+import typer
+
+from ..errors import EXIT_BAD_INPUT, EdgepackError, short
+
+STATE = {"debug": False}
+
+# Third-party loggers that speak only under --debug (edgepack's own warnings stay).
+NOISY_LOGGERS = ("onnxruntime", "onnx", "paramiko", "torch", "tensorflow", "absl", "h5py", "jax",
+                 "onnx2tf", "ai_edge_quantizer", "litert_torch", "root")
+
+
+def setup_logging(debug: bool, quiet: bool) -> None:
+    STATE["debug"] = debug
+    level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)
+    logging.basicConfig(level=level, format="edgepack: %(message)s", stream=sys.stderr, force=True)
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+def err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """One error line and the exit code (for usage errors found by the CLI itself)."""
+    err(f"edgepack: {message}")
+    raise typer.Exit(code)
+
+
+def guarded(fn, *args, **kwargs):
+    """Run a library call; EdgepackError -> one line + its exit code; anything else -> exit 2."""
+    try:
+        return fn(*args, **kwargs)
+    except EdgepackError as exc:
+        if STATE["debug"]:
+            traceback.print_exc()
+        err(f"edgepack: {exc.one_line()}")
+        raise typer.Exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err("edgepack: interrupted")
+        raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug or an unexpected library failure: still one line
+        if STATE["debug"]:
+            traceback.print_exc()
+        err(f"edgepack: unexpected {type(exc).__name__}: {short(exc)} (fix: run again with --debug for the "
+            "traceback and report it)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    lines = [fmt.format(*header).rstrip()]
+    lines += [fmt.format(*[str(c) for c in r]).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def echo(text: str = "") -> None:
+    typer.echo(text)
