@@ -25,10 +25,10 @@ GOAL = 1.3
 
 # (file suffix, function name) -> stage label; "both" stages are what the plain script also does
 STAGES = [("packager/pipeline.py", "build", "build() total"),
-          ("packager/sources.py", "load", "load source (torch import, factory) [both]"),
-          ("packager/sources.py", "run", "run the original on reference inputs"),
+          ("packager/sources/__init__.py", "load", "load source (torch import, factory) [both]"),
+          ("packager/sources/__init__.py", "run", "run the original on reference inputs"),
           ("torch/onnx/__init__.py", "export", "torch.onnx.export [both]"),
-          ("packager/convert/onnx.py", "_batch_axis_works", "batch-2 check of the export"),
+          ("packager/formats/onnx/export.py", "_batch_axis_works", "batch-2 check of the export"),
           ("onnxruntime/quantization/shape_inference.py", "quant_pre_process", "quant_pre_process [both]"),
           ("onnxruntime/quantization/quantize.py", "quantize_static", "quantize_static [both]"),
           ("onnxruntime/quantization/quantize.py", "quantize_dynamic", "quantize_dynamic [both]"),

@@ -113,9 +113,11 @@ def _file_table(root: Path) -> dict:
     return table
 
 
-def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, manifest: dict,
+def write(out_dir: Path, folder_name: str, model_files: dict[str, Path], manifest: dict,
           inputs: list[dict], outputs: list[dict], force: bool = False, finalize=None) -> Path:
     """Assemble a bundle in a temp folder, then rename it to out_dir/folder_name.
+
+    model_files: name inside model/ -> file; the first is the model, the rest its sidecars.
 
     finalize(tmp_folder), if given, runs after the manifest is written and before the rename
     (signing): if it fails, no bundle appears.
@@ -130,7 +132,9 @@ def write(out_dir: Path, folder_name: str, model_file: Path, model_name: str, ma
         remove_stale_temps(out_dir)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.{_host_pid()}.", suffix=".tmp", dir=out_dir))
         (tmp / "model").mkdir()
-        shutil.copyfile(model_file, tmp / "model" / model_name)
+        for name, path in model_files.items():
+            shutil.copyfile(path, tmp / "model" / name)
+        model_name = next(iter(model_files))
         manifest = dict(manifest)
         manifest["model"] = {"path": f"model/{model_name}", "size": (tmp / "model" / model_name).stat().st_size}
         manifest["vectors"] = write_vectors(tmp / "vectors.npz", inputs, outputs)

@@ -1,131 +1,138 @@
-"""Device profiles: YAML files that decide format, precision, runtime settings, tolerances
-and latency budgets. Validated on load; `extends:` inherits from another profile (deep merge).
+"""Device profiles: YAML files that decide format, precision, runtime settings, tolerances and
+latency budgets, loaded into a typed, frozen `Profile`. `extends:` inherits from another profile
+(deep merge). Every problem in a file is reported at once (file, key, expected, got).
 
 A profile argument is a shipped name (profiles/*.yaml) or a path to the user's own YAML file.
+The formats, their runtimes and their own sections (`torchscript:`, `onnx:` ...) come from the
+backend registry (packager/formats); the graph passes' options (`passes:`) from packager/passes.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
+from . import typed
 from .errors import ProfileError
+
+log = logging.getLogger(__name__)
 
 # profiles/ sits beside packager/ both in the repository and in site-packages.
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
-FORMATS = ("onnx", "tflite", "torchscript")
 PRECISIONS = ("fp32", "fp16", "int8")
-QUANT_MODES = ("auto", "dynamic", "static")
-GRAPH_OPT = ("disable", "basic", "extended", "all")
 METRICS = ("mean", "p50", "p90", "p95", "p99", "max")
-RUNTIME_FOR_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "torchscript": "torch"}
 
-_NUM = (int, float)
-_OPT_NUM = (int, float, type(None))
-_THRESH = {"atol": _OPT_NUM, "rtol": _OPT_NUM, "cosine_min": _OPT_NUM, "top1_min": _OPT_NUM}
-
-# key -> type(s) or nested spec (dict). A None in the tuple allows null.
-SCHEMA: dict[str, Any] = {
-    "name": str,
-    "description": str,
-    "extends": str,
-    "format": str,
-    "precision": str,
-    "opset": int,
-    "dynamic_batch": bool,
-    "layout": str,
-    "runtime": {
-        "providers": list,
-        "threads": int,
-        "graph_optimization": str,
-        "delegates": list,
-    },
-    "quantization": {
-        "mode": str,
-        "per_channel": bool,
-        "calibration_method": str,
-        "calibration_samples": int,
-        "reduce_range": bool,
-        "io_dtype": str,
-        "edgetpu_compile": bool,
-    },
-    "parity": {
-        "samples": int,
-        "fp32": _THRESH,
-        "fp16": _THRESH,
-        "int8": _THRESH,
-    },
-    "probe": {
-        "warmup_runs": int,
-        "warmup_seconds": _NUM,
-        "runs": int,
-        "seconds": _NUM,
-        "max_seconds": _NUM,
-        "budget_ms": _OPT_NUM,
-        "budget_metric": str,
-    },
-    "torchscript": {
-        "mode": str,               # auto | trace | script (packager/convert/torchscript.py)
-    },
-    "device": {
-        "arch": list,
-        "min_python": str,
-        "notes": str,
-    },
-}
-
-CHOICES = {
-    ("format",): FORMATS,
-    ("precision",): PRECISIONS,
-    ("quantization", "mode"): QUANT_MODES,
-    ("quantization", "calibration_method"): ("minmax", "entropy", "percentile"),
-    ("quantization", "io_dtype"): ("float32", "int8", "uint8"),
-    ("runtime", "graph_optimization"): GRAPH_OPT,
-    ("probe", "budget_metric"): METRICS,
-    ("layout",): ("NCHW", "NHWC", "auto"),
-    ("torchscript", "mode"): ("auto", "trace", "script"),
-}
+# Keys that moved into a format's own section; old profiles still load (with a note in the log).
+MOVED = {("opset",): ("onnx", "opset"), ("dynamic_batch",): ("onnx", "dynamic_batch"),
+         ("quantization", "io_dtype"): ("tflite", "io_dtype"),
+         ("quantization", "edgetpu_compile"): ("tflite", "edgetpu_compile")}
 
 
-@dataclass
-class Profile:
-    """A resolved profile (after `extends`). `data` is the validated, merged mapping."""
-
-    name: str
-    source: str
-    data: dict
-
-    def __getitem__(self, key):
-        return self.data[key]
-
-    @property
-    def description(self) -> str:
-        return self.data.get("description", "")
+@dataclass(frozen=True)
+class Runtime:
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)   # ORT providers / torch or OpenVINO devices, in order
+    threads: int = field(default=0, metadata={"min": 0, "hint": "0 = the runtime's default"})
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    delegates: tuple[str, ...] = ()                           # LiteRT delegates, in order
 
     def to_dict(self) -> dict:
-        return copy.deepcopy(self.data)
+        return typed.to_dict(self)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    mode: Literal["auto", "dynamic", "static"] = "auto"
+    per_channel: bool = True
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_samples: int = field(default=32, metadata={"min": 1})
+    reduce_range: bool = False
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    cosine_min: Optional[float] = None
+    top1_min: Optional[float] = None
+
+    def to_dict(self) -> dict:
+        return typed.to_dict(self)
+
+
+@dataclass(frozen=True)
+class Parity:
+    samples: int = field(default=8, metadata={"min": 1, "max": 1000})
+    fp32: Thresholds = Thresholds()
+    fp16: Thresholds = Thresholds()
+    int8: Thresholds = Thresholds()
+
+
+@dataclass(frozen=True)
+class Probe:
+    warmup_runs: int = field(default=10, metadata={"min": 0})
+    warmup_seconds: float = field(default=0.2, metadata={"min": 0})
+    runs: int = field(default=100, metadata={"min": 0})
+    seconds: float = field(default=1.0, metadata={"min": 0})
+    max_seconds: float = field(default=30.0, metadata={"min": 0})
+    budget_ms: Optional[float] = field(default=None, metadata={"gt": 0, "hint": "set a positive budget, or null for none"})
+    budget_metric: Literal["mean", "p50", "p90", "p95", "p99", "max"] = "p90"
+
+    def to_dict(self) -> dict:
+        return typed.to_dict(self)
+
+
+@dataclass(frozen=True)
+class Device:
+    arch: tuple[str, ...] = ()
+    min_python: str = "3.8"
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return typed.to_dict(self)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A resolved profile (after `extends`), validated and typed."""
+
+    name: str
+    format: str
+    precision: Literal["fp32", "fp16", "int8"]
+    runtime: Runtime
+    quantization: Quantization
+    parity: Parity
+    probe: Probe
+    device: Device
+    description: str = ""
+    layout: Literal["NCHW", "NHWC", "auto"] = "auto"
+    formats: dict = field(default_factory=dict)   # format name -> its typed options (registry)
+    passes: dict = field(default_factory=dict)    # pass name -> its typed options (packager/passes)
+    source: str = ""                              # the file it came from
 
     @property
-    def format(self) -> str:
-        return self.data["format"]
+    def runtime_name(self) -> str:
+        from . import formats
 
-    @property
-    def precision(self) -> str:
-        return self.data["precision"]
+        return formats.get(self.format).runtime
 
-    @property
-    def runtime(self) -> str:
-        return RUNTIME_FOR_FORMAT[self.format]
+    def format_options(self, fmt) -> Any:
+        return self.formats[getattr(fmt, "value", fmt)]
 
     def thresholds(self, precision: str | None = None) -> dict:
-        return dict(self.data["parity"][precision or self.precision])
+        return getattr(self.parity, precision or self.precision).to_dict()
 
-    def with_overrides(self, fmt: str | None = None, precision: str | None = None) -> "Profile":
-        data = copy.deepcopy(self.data)
-        where = f"--format/--precision for profile '{self.name}'"
+    def pass_options(self, name: str):
+        return self.passes[name]
+
+    def with_overrides(self, fmt: str | None = None, precision: str | None = None,
+                       torchscript_mode: str | None = None) -> "Profile":
+        """The profile with --format / --precision / --torchscript-mode applied (validated alike)."""
+        data = self.to_dict()
         if fmt is not None:
             data["format"] = fmt
         if precision is not None:
@@ -133,24 +140,126 @@ class Profile:
             data["precision"] = prec
             if mode:
                 data["quantization"]["mode"] = mode
-        _check_choices(data, where)
-        return Profile(self.name, self.source, data)
+        if torchscript_mode is not None:
+            data.setdefault("torchscript", {})["mode"] = torchscript_mode
+        return _typed(data, f"--format/--precision/--torchscript-mode for profile '{self.name}'", self.source)
+
+    def to_dict(self) -> dict:
+        """Plain data, the shape of the YAML (what the manifest records as the resolved profile)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("formats", "passes", "source"):
+                continue
+            out[f.name] = typed.to_dict(getattr(self, f.name))
+        for name, opts in self.formats.items():
+            out[name] = typed.to_dict(opts)
+        out["passes"] = {name: typed.to_dict(o) for name, o in self.passes.items()}
+        return out
 
 
 def parse_precision(text: str) -> tuple[str, str | None]:
     """'int8-static' -> ('int8', 'static'); 'fp16' -> ('fp16', None)."""
     text = text.strip().lower()
+    fix = "use one of fp32, fp16, int8, int8-dynamic, int8-static"
     if text.startswith("int8-"):
         mode = text[5:]
         if mode not in ("dynamic", "static"):
-            raise ProfileError(f"unknown precision '{text}'",
-                               "use one of fp32, fp16, int8, int8-dynamic, int8-static")
+            raise ProfileError(f"unknown precision '{text}'", fix)
         return "int8", mode
     if text not in PRECISIONS:
-        raise ProfileError(f"unknown precision '{text}'",
-                           "use one of fp32, fp16, int8, int8-dynamic, int8-static")
+        raise ProfileError(f"unknown precision '{text}'", fix)
     return text, None
 
+
+# ----------------------------------------------------------------------------- schema from the registries
+
+def _sections() -> tuple[dict, dict]:
+    """{format name: options dataclass}, {pass name: options dataclass}."""
+    from . import formats, passes
+
+    fmts = {b.format.value: b.options for b in formats.all_backends() if b.options is not None}
+    return fmts, {p.name: p.Options for p in passes.all_passes()}
+
+
+_CORE = {f.name for f in dataclasses.fields(Profile)} - {"formats", "passes", "source"}
+
+
+def _check(data: dict, where: str, issues: list, partial: bool) -> Profile | None:
+    """Validate one mapping (a single file when partial) into a Profile, appending issues."""
+    fmts, pass_opts = _sections()
+    core = {k: v for k, v in data.items() if k in _CORE}
+    extra = {k: v for k, v in data.items() if k not in _CORE and k not in ("extends", "passes")}
+    for key, value in extra.items():
+        if key not in fmts:
+            close = difflib.get_close_matches(str(key), sorted(_CORE | set(fmts) | {"extends", "passes"}), n=1)
+            issues.append(typed.Issue(where, key, typed.UNKNOWN, "",
+                                      f"did you mean '{close[0]}'?" if close else
+                                      "known keys: " + ", ".join(sorted(_CORE | set(fmts) | {"extends", "passes"}))))
+    passes_data = data.get("passes") or {}
+    if not isinstance(passes_data, dict):
+        issues.append(typed.Issue(where, "passes", "must be a mapping", typed.describe(passes_data)))
+        passes_data = {}
+    if "format" in core and core["format"] not in fmts and isinstance(core["format"], str):
+        close = difflib.get_close_matches(core["format"], sorted(fmts), n=1)
+        issues.append(typed.Issue(where, "format", f"must be one of {', '.join(sorted(fmts))}",
+                                  typed.describe(core["format"]), f"did you mean '{close[0]}'?" if close else ""))
+        core.pop("format")
+    if partial:
+        typed.build(Profile, core, where, issues, partial=True)
+        for key, value in extra.items():
+            if key in fmts:
+                typed.build(fmts[key], value or {}, where, issues, prefix=key + ".", partial=True) \
+                    if isinstance(value, dict) else issues.append(typed.Issue(where, key, "must be a mapping",
+                                                                              typed.describe(value)))
+        for name, value in passes_data.items():
+            _pass_options(name, value, pass_opts, where, issues, partial=True)
+        return None
+    options = {}
+    for name, cls in fmts.items():
+        value = extra.get(name) or {}
+        options[name] = typed.build(cls, value, where, issues, prefix=name + ".") if isinstance(value, dict) else None
+    chosen = {name: _pass_options(name, passes_data.get(name) or {}, pass_opts, where, issues)
+              for name in pass_opts}
+    for name in passes_data:
+        if name not in pass_opts:
+            _pass_options(name, passes_data[name], pass_opts, where, issues)
+    prof = typed.build(Profile, core, where, issues)
+    if prof is None or issues:
+        return None
+    return dataclasses.replace(prof, formats=options, passes=chosen, source=where)
+
+
+def _pass_options(name, value, pass_opts, where, issues, partial=False):
+    if name not in pass_opts:
+        close = difflib.get_close_matches(str(name), sorted(pass_opts), n=1)
+        issues.append(typed.Issue(where, f"passes.{name}", typed.UNKNOWN, "",
+                                  f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(sorted(pass_opts))))
+        return None
+    if not isinstance(value, dict):
+        issues.append(typed.Issue(where, f"passes.{name}", "must be a mapping", typed.describe(value)))
+        return None
+    return typed.build(pass_opts[name], value, where, issues, prefix=f"passes.{name}.", partial=partial)
+
+
+def _raise(issues: list) -> None:
+    if not issues:
+        return
+    first = issues[0]
+    more = "".join("; " + (i.text() + (f" ({i.hint})" if i.hint else "") if i.where == first.where else i.line())
+                   for i in issues[1:])
+    count = f" [{len(issues)} problems]" if len(issues) > 1 else ""
+    raise ProfileError(f"{first.where}: {first.text()}{more}{count}",
+                       first.hint or f"set '{first.key}' as docs/PROFILES.md describes")
+
+
+def _typed(data: dict, where: str, source: str = "") -> Profile:
+    issues: list = []
+    prof = _check(data, where, issues, partial=False)
+    _raise(issues)
+    return dataclasses.replace(prof, source=source or where)
+
+
+# ----------------------------------------------------------------------------- files
 
 def shipped_names() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml") if not p.stem.startswith("_"))
@@ -177,6 +286,20 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ProfileError(f"profile file {path} must hold a mapping of keys, got {type(data).__name__}",
                            "write the profile as `key: value` lines")
+    return _move_old_keys(data, path)
+
+
+def _move_old_keys(data: dict, path: Path) -> dict:
+    for old, new in MOVED.items():
+        holder = data
+        for part in old[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and old[-1] in holder:
+            value = holder.pop(old[-1])
+            section = data.setdefault(new[0], {})
+            if isinstance(section, dict):
+                section.setdefault(new[1], value)
+            log.debug("%s: '%s' is now '%s'", path, ".".join(old), ".".join(new))
     return data
 
 
@@ -209,99 +332,33 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _validate(data: dict, spec: dict, where: str, prefix: str = "") -> None:
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if key not in spec:
-            close = difflib.get_close_matches(str(key), list(spec), n=1)
-            hint = f"did you mean '{prefix}{close[0]}'?" if close else \
-                "known keys here: " + ", ".join(sorted(spec))
-            raise ProfileError(f"{where}: unknown key '{dotted}'", hint)
-        expected = spec[key]
-        if isinstance(expected, dict):
-            if not isinstance(value, dict):
-                raise ProfileError(f"{where}: '{dotted}' must be a mapping, got {_tname(value)}",
-                                   f"write '{dotted}:' followed by indented keys")
-            _validate(value, expected, where, dotted + ".")
-            continue
-        types = expected if isinstance(expected, tuple) else (expected,)
-        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        if not ok:
-            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise ProfileError(f"{where}: '{dotted}' must be {names}, got {_tname(value)} {value!r}",
-                               f"set '{dotted}' to a {names}")
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise ProfileError(f"{where}: '{dotted}' must be a list of strings", f"quote each item of '{dotted}'")
-
-
-def _tname(value) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _get(data: dict, path: tuple):
-    for p in path:
-        if not isinstance(data, dict) or p not in data:
-            return None
-        data = data[p]
-    return data
-
-
-def _check_choices(data: dict, where: str) -> None:
-    for path, choices in CHOICES.items():
-        value = _get(data, path)
-        if value is not None and value not in choices:
-            raise ProfileError(f"{where}: '{'.'.join(path)}' is '{value}', not one of {', '.join(choices)}",
-                               f"set '{'.'.join(path)}' to one of {', '.join(choices)}")
-    for key in ("opset",):
-        if key in data and not 7 <= data[key] <= 23:
-            raise ProfileError(f"{where}: 'opset' {data[key]} is outside 7..23", "use an opset such as 17")
-    probe = data.get("probe", {})
-    for key in ("warmup_runs", "runs"):
-        if key in probe and probe[key] < 0:
-            raise ProfileError(f"{where}: 'probe.{key}' must be >= 0, got {probe[key]}", f"set probe.{key} to 0 or more")
-    if probe.get("budget_ms") is not None and probe["budget_ms"] <= 0:
-        raise ProfileError(f"{where}: 'probe.budget_ms' must be > 0 or null", "set a positive budget, or null for none")
-    threads = _get(data, ("runtime", "threads"))
-    if threads is not None and threads < 0:
-        raise ProfileError(f"{where}: 'runtime.threads' must be >= 0 (0 = runtime default)", "set runtime.threads to 0 or more")
-    samples = _get(data, ("parity", "samples"))
-    if samples is not None and not 1 <= samples <= 1000:
-        raise ProfileError(f"{where}: 'parity.samples' must be 1..1000, got {samples}", "use e.g. 8")
-
-
-REQUIRED = ("format", "precision", "runtime", "quantization", "parity", "probe", "device")
-
-
-def _load_raw(path: Path, chain: tuple) -> dict:
+def _load_raw(path: Path, chain: tuple, issues: list) -> dict:
     key = str(path.resolve())
     if key in chain:
         cycle = " -> ".join(Path(c).stem for c in chain + (key,))
         raise ProfileError(f"profile 'extends' cycle: {cycle}", "remove one of the 'extends' links")
     data = _read_yaml(path)
-    _validate(data, SCHEMA, str(path))
+    _check(data, str(path), issues, partial=True)
     parent_ref = data.pop("extends", None)
     if parent_ref is None:
         return data
-    parent = _load_raw(_locate(parent_ref, path.parent), chain + (key,))
+    if not isinstance(parent_ref, str):
+        issues.append(typed.Issue(str(path), "extends", "must be a string", typed.describe(parent_ref)))
+        return data
+    parent = _load_raw(_locate(parent_ref, path.parent), chain + (key,), issues)
     parent.pop("name", None)
     parent.pop("description", None)
     return _merge(parent, data)
 
 
 def load(ref: str) -> Profile:
-    """Load and resolve a profile by shipped name or file path."""
+    """Load and resolve a profile by shipped name or file path; every problem reported at once."""
     path = _locate(ref)
-    data = _load_raw(path, ())
-    where = str(path)
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise ProfileError(f"{where}: missing {', '.join(missing)}",
-                           "add them, or 'extends: base' to inherit defaults")
-    _check_choices(data, where)
-    name = data.get("name") or path.stem
-    data["name"] = name
-    data.setdefault("description", "")
-    return Profile(name=name, source=where, data=data)
+    issues: list = []
+    data = _load_raw(path, (), issues)
+    _raise(issues)
+    data.setdefault("name", path.stem)
+    return _typed(data, str(path))
 
 
 def list_profiles() -> list[Profile]:

@@ -1,22 +1,28 @@
 """Tensor specs shared by sources, converters and bundles."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
-
-import numpy as np
 
 from .errors import UsageError
 
 Dim = int | str  # a concrete size, or a symbolic name such as "batch"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TensorSpec:
     name: str
     dtype: str                      # numpy dtype name: float32, int64, ...
     shape: list[Dim] = field(default_factory=list)
     layout: str | None = None       # NCHW / NHWC for image-like inputs, else None
     example_shape: list[int] | None = None  # concrete shape for reference inputs (--input-shape)
+
+    def replace(self, **changes) -> "TensorSpec":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) and d > 0 for d in self.shape)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -72,7 +78,3 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
             raise UsageError(f"--input-shape gives '{name}' twice", "give each input once")
         shapes[name] = values
     return shapes
-
-
-def np_dtype_name(dtype) -> str:
-    return np.dtype(dtype).name

@@ -2,7 +2,7 @@
 # Create .venv-onnx2tf/ at the repository root: an isolated venv for onnx2tf (ONNX -> TF-Lite).
 # onnx2tf hard-pins tensorflow 2.19, numpy 1.26, onnx 1.19, onnxruntime 1.23 ... which cannot live
 # beside the main .venv (tensorflow-cpu 2.21, numpy 2.4, onnx 1.23), so edgepack runs it as a
-# subprocess from this venv (packager/convert/onnx2tf_route.py). Idempotent.
+# subprocess from this venv (packager/formats/tflite/onnx2tf.py). Idempotent.
 # Skip with EDGEPACK_SKIP_ONNX2TF=1 (the ONNX -> TF-Lite route then fails with this command).
 set -euo pipefail
 cd "$(dirname "$0")/.."

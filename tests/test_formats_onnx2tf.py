@@ -11,7 +11,7 @@ pytest.importorskip("ai_edge_litert")
 
 from formats_helpers import EXAMPLES, REPO, build, selftest  # noqa: E402
 
-from packager.convert import onnx2tf_route  # noqa: E402
+from packager.formats.tflite import onnx2tf as onnx2tf_route  # noqa: E402
 from packager.errors import ConversionError  # noqa: E402
 
 sys.path.insert(0, str(REPO))

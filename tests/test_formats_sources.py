@@ -55,7 +55,7 @@ def test_torchscript_source_needs_shapes(tmp_path, ts_file):
 def test_torchscript_to_tflite_without_onnx2tf_venv_is_a_clear_error(tmp_path, ts_file, monkeypatch):
     """.pt -> TF-Lite goes through ONNX and onnx2tf (tests/test_formats_onnx2tf.py); without its
     isolated venv the error gives the install command."""
-    from packager.convert import onnx2tf_route
+    from packager.formats.tflite import onnx2tf as onnx2tf_route
 
     monkeypatch.setattr(onnx2tf_route, "VENV", tmp_path / "nowhere")
     with pytest.raises(ConversionError) as e:

@@ -169,7 +169,7 @@ BUILD_CASES = [
     ("--input-shape names no input", ["{I}/tiny.onnx", "--input-shape", "image=1x4"],
      "--input-shape names 'image', but"),
     ("--input-shape wrong rank", ["{I}/tiny.onnx", "--input-shape", "x=1x4x4"], "has 3 dims"),
-    ("profile wrong type", ["{EX}:mlp", "--profile", "{I}/wrongtype.yaml"], "'probe.runs' must be int"),
+    ("profile wrong type", ["{EX}:mlp", "--profile", "{I}/wrongtype.yaml"], "'probe.runs' must be an integer"),
     ("profile unknown key", ["{EX}:mlp", "--profile", "{I}/unknownkey.yaml"], "unknown key 'precison'"),
     ("profile malformed YAML", ["{EX}:mlp", "--profile", "{I}/badyaml.yaml"], "is not valid YAML at line"),
     ("profile extends cycle", ["{EX}:mlp", "--profile", "{I}/cyc_a.yaml"], "cycle: cyc_a -> cyc_b -> cyc_a"),

@@ -34,11 +34,11 @@ def build(
 ):
     """Load a model, convert and quantize it for a profile, check parity, write a bundle."""
     from ..pipeline import BuildOptions
+    from .. import formats
     from ..pipeline import build as do_build
-    from ..profiles import FORMATS
 
-    if fmt is not None and fmt not in FORMATS:
-        fail(f"unknown --format '{fmt}' (fix: use one of {', '.join(FORMATS)})")
+    if fmt is not None and fmt not in formats.names():
+        fail(f"unknown --format '{fmt}' (fix: use one of {', '.join(formats.names())})")
     opts = BuildOptions(source=source, profile=profile, out=out, format=fmt, precision=precision,
                         input_shapes=list(input_shape or []), inputs=inputs, calibration=calibration,
                         name=name, version=version, budget_ms=budget, force=force, sign_key=sign_key,

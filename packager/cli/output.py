@@ -18,7 +18,7 @@ STATE = {"debug": False}
 
 # Third-party loggers that speak only under --debug (edgepack's own warnings stay).
 NOISY_LOGGERS = ("onnxruntime", "onnx", "paramiko", "torch", "tensorflow", "absl", "h5py", "jax",
-                 "onnx2tf", "ai_edge_quantizer", "litert_torch", "root")
+                 "onnx2tf", "ai_edge_quantizer", "litert_torch")
 
 
 def setup_logging(debug: bool, quiet: bool) -> None:

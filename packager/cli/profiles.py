@@ -16,10 +16,10 @@ def profiles_list(as_json: bool = typer.Option(False, "--json", help="machine-re
 
     profs = guarded(profiles.list_profiles)
     if as_json:
-        print_json([{"name": p.name, "format": p.format, "precision": p.precision, "runtime": p.runtime,
+        print_json([{"name": p.name, "format": p.format, "precision": p.precision, "runtime": p.runtime_name,
                      "description": p.description} for p in profs])
         return
-    rows = [[p.name, p.format, p.precision, p.runtime, p.description] for p in profs]
+    rows = [[p.name, p.format, p.precision, p.runtime_name, p.description] for p in profs]
     echo(table(rows, ["NAME", "FORMAT", "PRECISION", "RUNTIME", "DESCRIPTION"]))
 
 

@@ -11,28 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError
-from ..formats import Artifact
+from ...errors import ConversionError
+from .. import Artifact
+from ..base import QuantPlan
 
 log = logging.getLogger(__name__)
 
 
-def resolve_int8_mode(profile, art: Artifact) -> str:
-    mode = profile["quantization"]["mode"]
-    if mode == "static":
-        raise ConversionError("TorchScript int8 is dynamic only here (int8 Linear/LSTM weights); static "
-                              "int8 needs a different toolchain",
-                              "use --precision int8-dynamic, or --format onnx --precision int8-static, "
-                              "or --format tflite --precision int8-static")
-    return "dynamic"
-
-
-def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path) -> Artifact:
+def run(art: Artifact, plan: QuantPlan, workdir: Path) -> Artifact:
+    precision = plan.precision
     if precision == "fp32":
         return art
     import torch
@@ -46,8 +37,7 @@ def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path)
         info = {"method": "float16 weights (model.half()); float32 I/O at the agent",
                 "device": "CUDA runs float16; CPU-only devices fall back to float32"}
         info.update(_cpu_half_check(model, torch.jit.load(str(out), map_location="cpu"), art))
-    elif precision == "int8":
-        resolve_int8_mode(profile, art)
+    else:
         out = workdir / "model.int8.pt"
         _quantize_dynamic_in_child(art.path, out, art.info.get("mode"))
         qmodel = torch.jit.load(str(out), map_location="cpu")
@@ -56,14 +46,10 @@ def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path)
         info = {"mode": "dynamic", "method": "torch.ao.quantization.quantize_dynamic_jit",
                 "quantized_layers": count}
         if count == 0:
-            art.warnings.append("int8 dynamic found no Linear/LSTM layer to quantize: the model is unchanged "
-                                "in precision (use fp16, or --format onnx/tflite for int8 convolutions)")
-    else:
-        raise ConversionError(f"TorchScript cannot take precision '{precision}'", "use fp32, fp16 or int8")
+            art = art.warn("int8 dynamic found no Linear/LSTM layer to quantize: the model is unchanged "
+                           "in precision (use fp16, or --format onnx/tflite for int8 convolutions)")
     info["seconds"] = round(time.perf_counter() - t0, 3)
-    new = Artifact(format=art.format, path=out, runtime=art.runtime, inputs=art.inputs, outputs=art.outputs,
-                   precision=precision, info=dict(art.info, quantization=info), warnings=list(art.warnings))
-    return new
+    return art.replace(path=out, precision=precision, info=info)
 
 
 _CHILD = """

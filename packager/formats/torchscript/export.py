@@ -1,7 +1,7 @@
-"""Convert a source model to TorchScript (`model.pt`, torch.jit.save).
+"""Exporters to TorchScript (`model.pt`, torch.jit.save).
 
 Tracing records one run and misses control flow; scripting compiles the Python code and keeps
-it, but needs code TorchScript understands. Mode (profile `torchscript.mode`, or BuildOptions):
+it, but needs code TorchScript understands. Mode (profile `torchscript.mode`, or --torchscript-mode):
 - auto (default): trace, then check the trace: tracer warnings, and the traced vs the eager
   model on perturbed inputs (other signs, scales) whose branch may differ. Any doubt -> script.
 - trace: trace only; a trace that disagrees with the eager model is an error, never shipped.
@@ -20,39 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError
-from ..formats import Artifact, Format
-from ..sources import SourceModel
-from ..specs import TensorSpec
+from ...errors import ConversionError, short
+from ...specs import TensorSpec
+from .. import Artifact, Format
+from ..base import BuildContext
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "trace", "script")
 
-
-def convert(source: SourceModel, profile, workdir: Path, example: dict) -> Artifact:
-    out = workdir / "model.pt"
-    if source.kind == "torchscript":
-        shutil.copyfile(source.ref, out)
-        return _artifact(source, example, out, {"route": "TorchScript (as given)"})
-    if source.kind in ("torch", "exported"):
-        return _from_module(source, profile, out, example)
-    if source.kind in ("keras", "savedmodel"):
-        raise ConversionError(f"a {source.kind} model cannot become TorchScript (TorchScript is PyTorch-only)",
-                              "use --format tflite (TFLiteConverter) or --format onnx (tf2onnx)")
-    if source.kind == "onnx":
-        raise ConversionError("ONNX -> TorchScript has no sound route in edgepack (onnx2torch needs a "
-                              "torchvision that breaks the CPU torch build)",
-                              "build from the PyTorch factory or .pt2 with --format torchscript, or keep --format onnx")
-    raise ConversionError(f"no route from a {source.kind} source to TorchScript", "use --format onnx")
-
-
-def mode_of(profile) -> str:
-    ts = profile.data.get("torchscript") if hasattr(profile, "data") else None
-    mode = (ts or {}).get("mode", "auto")
-    if mode not in MODES:
-        raise ConversionError(f"torchscript mode '{mode}' is not one of {', '.join(MODES)}", "use auto, trace or script")
-    return mode
+def as_given(ctx: BuildContext) -> Artifact:
+    """A TorchScript source is taken as it is."""
+    out = ctx.workdir / "model.pt"
+    shutil.copyfile(ctx.source.ref, out)
+    return _artifact(ctx, out, {"route": "TorchScript (as given)"})
 
 
 def perturbed(example: dict, n: int = 4) -> list[dict]:
@@ -141,14 +121,17 @@ def _script_blocker(exc: Exception) -> str:
     return first.strip() + (f" at `{code[-1]}`" if code else "")
 
 
-def _from_module(source: SourceModel, profile, out: Path, example: dict) -> Artifact:
+def from_module(ctx: BuildContext) -> Artifact:
+    """An nn.Module (or an ExportedProgram's module): traced or scripted, whichever is sound."""
     import torch
 
+    source, example = ctx.source, ctx.example
+    out = ctx.workdir / "model.pt"
     module = source.obj
-    names = [s.name for s in source.inputs]
+    names = source.input_names
     args = _args(example, names)
     checks = perturbed(example)
-    mode = mode_of(profile)
+    mode = ctx.profile.format_options("torchscript").mode
     info: dict = {"requested_mode": mode}
     t0 = time.perf_counter()
     compiled = None
@@ -160,17 +143,17 @@ def _from_module(source: SourceModel, profile, out: Path, example: dict) -> Arti
             info["tracer_warnings"] = tracer
             if miss:
                 reasons.append(f"the trace baked in one path of the model's control flow ({miss})")
-            elif tracer and source.kind != "exported":
+            elif tracer and source.kind.value != "exported":
                 reasons.append("tracer warnings: " + "; ".join(tracer[:3]))
             if not reasons or (mode == "trace" and not miss):
                 compiled, info["mode"] = traced, "trace"
         except Exception as exc:
-            reasons.append(f"tracing failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+            reasons.append(f"tracing failed: {type(exc).__name__}: {short(exc, 200)}")
         if compiled is None and mode == "trace":
             raise ConversionError("TorchScript tracing is unsafe for this model: " + "; ".join(reasons),
                                   "use --torchscript-mode script (or auto), or remove the data-dependent branch")
     if compiled is None:
-        if source.kind == "exported":
+        if source.kind.value == "exported":
             raise ConversionError("an ExportedProgram could not be traced to TorchScript: " + "; ".join(reasons),
                                   "use --format onnx or --format tflite for .pt2 sources")
         try:
@@ -191,20 +174,16 @@ def _from_module(source: SourceModel, profile, out: Path, example: dict) -> Arti
     info["checked_inputs"] = 1 + len(checks)
     info["route"] = f"torch.jit.{info['mode']}"
     torch.jit.save(compiled, str(out))
-    art = _artifact(source, example, out, info)
+    art = _artifact(ctx, out, info)
     if info["mode"] == "script" and mode == "auto":
-        art.warnings.append("TorchScript: tracing was unsafe (" + "; ".join(reasons)[:300] + "), scripted instead")
+        art = art.warn("TorchScript: tracing was unsafe (" + "; ".join(reasons)[:300] + "), scripted instead")
     return art
 
 
-def _artifact(source: SourceModel, example: dict, out: Path, info: dict) -> Artifact:
-    ref = source.run(example)
-    inputs = [TensorSpec(s.name, s.dtype, list(s.shape), s.layout,
-                         list(s.example_shape) if s.example_shape else list(example[s.name].shape))
-              for s in source.inputs]
-    outputs = [TensorSpec(k, v.dtype.name, list(v.shape)) for k, v in ref.items()]
-    return Artifact(format=Format.TORCHSCRIPT, path=out, runtime="torch", inputs=inputs, outputs=outputs,
+def _artifact(ctx: BuildContext, out: Path, info: dict) -> Artifact:
+    """The I/O of a TorchScript file is the source's (no need to run it again)."""
+    inputs = [s.replace(example_shape=list(s.example_shape) if s.example_shape else list(ctx.example[s.name].shape))
+              for s in ctx.source.inputs]
+    return Artifact(format=Format.TORCHSCRIPT, path=out, inputs=tuple(inputs),
+                    outputs=tuple(TensorSpec(s.name, s.dtype, list(s.shape)) for s in ctx.source.outputs),
                     precision="fp32", info=info)
-
-
-__all__ = ["convert", "perturbed", "disagreement"]

@@ -3,7 +3,7 @@
 onnx2tf hard-pins tensorflow 2.19, numpy 1.26, onnx 1.19 and onnxruntime 1.23, which cannot live
 beside the main venv, so `scripts/setup-onnx2tf.sh` gives it an isolated venv and this module calls
 it with a timeout. Only its float32 flatbuffer is used: fp16 and int8 are done afterwards by
-ai-edge-quantizer in the main venv (packager/quantize/tflite.py), as for every other TF-Lite route.
+ai-edge-quantizer in the main venv (quantize.py), as for every other TF-Lite route.
 
 No network, by construction: the child blocks socket connections and name lookups before onnx2tf is
 imported and replaces onnx2tf's sample-image downloader with one that returns zeros; onnx2tf's integer
@@ -11,9 +11,10 @@ quantization (the only step that wants that sample) is never asked for, and its 
 fed edgepack's own example input (`custom_input_op_name_np_data_path`).
 
 Layout: onnx2tf turns 3-D/4-D/5-D channels-first inputs into channels-last. edgepack asks for that only
-for 4-D NCHW inputs under a `layout: NHWC` profile (recorded as `conversion.layout_changes`, the input's
-manifest layout becomes NHWC and `vectors.npz` holds NHWC inputs); every other input keeps its shape
-(`keep_ncw_or_nchw_or_ncdhw_input_names`).
+for the inputs the route's layout plan names (ctx.layout: 4-D NCHW inputs under a `layout: NHWC`
+profile; recorded as `conversion.layout_changes`, the input's manifest layout becomes NHWC and
+`vectors.npz` holds NHWC inputs); every other input keeps its shape (`keep_ncw_or_nchw_or_ncdhw_input_names`).
+The graph arrives with fixed sizes (the static-shapes pass runs first: this backend needs them).
 """
 from __future__ import annotations
 
@@ -21,20 +22,20 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError
-from ..formats import Artifact
+from ...errors import ConversionError
+from .. import Artifact
+from ..base import BuildContext
+from . import io
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VENV = Path(os.environ.get("EDGEPACK_ONNX2TF_VENV", REPO / ".venv-onnx2tf"))
 SETUP = "bash scripts/setup-onnx2tf.sh"
 TIMEOUT_S = float(os.environ.get("EDGEPACK_ONNX2TF_TIMEOUT", "900"))
-NCHW_TO_NHWC = [0, 2, 3, 1]
 
 # Runs first in the child, before onnx2tf (or TensorFlow) is imported.
 GUARD = r"""
@@ -81,20 +82,12 @@ def require() -> Path:
     return py
 
 
-def convert(onnx_path: Path, source, profile, out: Path, example: dict, route_prefix: str = "") -> Artifact:
-    """Convert the ONNX file at onnx_path to a float32 TF-Lite file at out."""
-    from .tflite import artifact_from_file
-
+def convert(ctx: BuildContext, onnx_art: Artifact) -> Artifact:
+    """The ONNX artifact as a float32 TF-Lite file (ctx.workdir/model.tflite)."""
     py = require()
-    nhwc = str(profile["layout"]).upper() == "NHWC"
-    changes, keep = {}, []
-    for s in source.inputs:
-        rank = len(s.shape)
-        if nhwc and rank == 4 and s.layout == "NCHW":
-            changes[s.name] = {"from": "NCHW", "to": "NHWC", "perm": NCHW_TO_NHWC}
-        elif rank in (3, 4, 5):
-            keep.append(s.name)
-    work = out.parent / "onnx2tf"
+    source, example, changes = ctx.source, ctx.example, ctx.layout
+    keep = [s.name for s in source.inputs if s.name not in changes and len(s.shape) in (3, 4, 5)]
+    work = ctx.workdir / "onnx2tf"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -105,20 +98,18 @@ def convert(onnx_path: Path, source, profile, out: Path, example: dict, route_pr
         p = work / f"input_{len(custom)}.npy"
         np.save(p, np.ascontiguousarray(example[s.name]))
         custom.append([s.name, str(p)])
-    static_onnx = _static_copy(onnx_path, {s.name: np.shape(example[s.name]) for s in source.inputs},
-                               work / "model.static.onnx")
     kwargs = {
-        "input_onnx_file_path": str(static_onnx),
+        "input_onnx_file_path": str(onnx_art.path),
         "output_folder_path": str(work / "out"),
         "copy_onnx_input_output_names_to_tflite": True,
         "non_verbose": True,
+        # The example's shapes (onnx2tf may still leave the batch axis symbolic in the signature).
+        "overwrite_input_shape": [f"{s.name}:" + ",".join(str(int(d)) for d in np.shape(example[s.name]))
+                                  for s in source.inputs],
+        "custom_input_op_name_np_data_path": custom,
     }
-    # The example's shapes (onnx2tf may still leave the batch axis symbolic in the signature).
-    kwargs["overwrite_input_shape"] = [f"{s.name}:" + ",".join(str(int(d)) for d in np.shape(example[s.name]))
-                                       for s in source.inputs]
     if keep:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep
-    kwargs["custom_input_op_name_np_data_path"] = custom
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1", NO_PROXY="*",
                HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
@@ -139,47 +130,16 @@ def convert(onnx_path: Path, source, profile, out: Path, example: dict, route_pr
     for line in proc.stdout.splitlines():
         if line.startswith("EDGEPACK_VERSIONS "):
             versions = json.loads(line.split(" ", 1)[1])
+    out = ctx.workdir / "model.tflite"
     shutil.copyfile(produced[0], out)
-    art = artifact_from_file(out, "fp32", source)
+    art = io.with_source_layouts(io.read(out, "fp32", source.input_names), ctx, changes)
     _check_io(art, source, changes)
-    for spec in art.inputs:
-        if spec.name in changes:
-            spec.layout = "NHWC"
-    art.info = {"route": route_prefix + "onnx2tf (isolated venv .venv-onnx2tf, subprocess, no network)",
-                "seconds": round(seconds, 3), "toolchain": versions,
-                "static_shapes": all(isinstance(d, int) for t in art.inputs + art.outputs for d in t.shape)}
+    info = {"route": "onnx2tf (isolated venv .venv-onnx2tf, subprocess, no network)",
+            "seconds": round(seconds, 3), "toolchain": versions,
+            "static_shapes": all(isinstance(d, int) for t in art.inputs + art.outputs for d in t.shape)}
     if changes:
-        art.info["layout_changes"] = changes
-    return art
-
-
-def _static_copy(onnx_path: Path, shapes: dict, out: Path) -> Path:
-    """The ONNX model with every graph input (and batch-like output dim) fixed to the example's shape:
-    onnx2tf then gives a TF-Lite model with static shapes (it leaves a symbolic batch as -1 even
-    with overwrite_input_shape)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path))
-    changed = False
-    for vi in model.graph.input:
-        shape = shapes.get(vi.name)
-        if shape is None or not vi.type.tensor_type.HasField("shape"):
-            continue
-        for d, n in zip(vi.type.tensor_type.shape.dim, shape):
-            if not d.HasField("dim_value"):
-                d.ClearField("dim_param")
-                d.dim_value = int(n)
-                changed = True
-    if not changed:
-        return onnx_path
-    for vi in model.graph.output:  # let onnx2tf infer the now-static output shapes
-        if vi.type.tensor_type.HasField("shape"):
-            for d in vi.type.tensor_type.shape.dim:
-                if d.HasField("dim_param"):
-                    d.ClearField("dim_param")
-    del model.graph.value_info[:]
-    onnx.save_model(model, str(out))
-    return out
+        info["layout_changes"] = changes
+    return art.replace(info=info)
 
 
 def _check_io(art: Artifact, source, changes: dict) -> None:
@@ -188,7 +148,7 @@ def _check_io(art: Artifact, source, changes: dict) -> None:
     for spec in source.inputs:
         want = list(getattr(spec, "example_shape", None) or spec.shape)
         if spec.name in changes:
-            want = [want[i] for i in NCHW_TO_NHWC]
+            want = [want[i] for i in changes[spec.name]["perm"]]
         got = got_in.get(spec.name)
         if got is None:
             raise ConversionError(f"onnx2tf's TF-Lite model has no input '{spec.name}' (it has {sorted(got_in)})",

@@ -5,7 +5,8 @@ its origin: litert-torch or TFLiteConverter).
 - int8 dynamic: int8 weights, activations quantized on the fly; float32 I/O; no calibration.
 - int8 static: int8 weights and activations, int8 inputs and outputs (what the Edge TPU needs);
   calibrated on --calibration samples (or synthetic ones, with a loud warning).
-`auto` int8 picks static for models with 4-D (image) inputs and dynamic otherwise.
+`auto` int8 (resolved once, in the backend) picks static for models with 4-D (image) inputs and
+dynamic otherwise.
 The Edge TPU compiler (edgetpu_compiler) is a separate step that does not run here; a
 `coral`-style profile gets a check that every op is integer and a manifest note that the
 compiler did NOT run.
@@ -18,8 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError
-from ..formats import Artifact
+from ...errors import ConversionError, short
+from ...quiet import quiet_stdout
+from .. import Artifact
+from ..base import QuantPlan, carry_io
+from . import io
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +31,19 @@ log = logging.getLogger(__name__)
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
 
 
-def resolve_int8_mode(profile, art: Artifact) -> str:
-    mode = profile["quantization"]["mode"]
-    if mode != "auto":
-        return mode
-    return "static" if any(len(s.shape) == 4 for s in art.inputs) else "dynamic"
-
-
-def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path) -> Artifact:
+def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Artifact:
+    """opts: the profile's `tflite:` options (io_dtype, edgetpu_compile)."""
+    precision = plan.precision
     if precision == "fp32":
         return art
-    if precision not in ("fp16", "int8"):
-        raise ConversionError(f"TF-Lite cannot take precision '{precision}'", "use fp32, fp16 or int8")
     try:
-        from ..convert.tflite import quiet_stdout
         with quiet_stdout():
             from ai_edge_quantizer import qtyping, quantizer, recipe
             from ai_edge_quantizer.algorithm_manager import AlgorithmName
     except ImportError as exc:
         raise ConversionError(f"TF-Lite quantization needs ai-edge-quantizer ({exc})",
                               "pip install -r requirements-tf.txt") from exc
-    q = profile["quantization"]
-    mode = resolve_int8_mode(profile, art) if precision == "int8" else None
+    mode = plan.mode
     t0 = time.perf_counter()
     qz = quantizer.Quantizer(str(art.path))
     info: dict = {"tool": "ai-edge-quantizer"}
@@ -71,8 +66,7 @@ def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path)
             if qz.need_calibration:
                 if not calibration:
                     raise ConversionError("static int8 needs calibration samples", "pass --calibration FILE.npz")
-                from ..convert.tflite import signature_details
-                _, key, ins, _ = signature_details(art.path)
+                _, key, ins, _ = io.signature_details(art.path)
                 samples = [{n: np.asarray(s[n], dtype=ins[n]["dtype"]) for n in ins} for s in calibration]
                 cal = qz.calibrate({key: samples})
             result = qz.quantize(cal)
@@ -82,31 +76,21 @@ def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path)
         raise
     except Exception as exc:
         raise ConversionError(f"TF-Lite {precision}{' ' + mode if mode else ''} quantization failed: "
-                              f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                              f"{type(exc).__name__}: {short(exc)}",
                               "try another precision (fp16, int8-dynamic) or --format onnx") from exc
     info["seconds"] = round(time.perf_counter() - t0, 3)
-    from ..convert.tflite import artifact_from_file
-
-    new = artifact_from_file(out, precision)
-    old_in = {s.name: s for s in art.inputs}
-    for s in new.inputs:
-        if s.name in old_in:
-            s.layout = old_in[s.name].layout
-    order = {s.name: i for i, s in enumerate(art.inputs)}
-    new.inputs.sort(key=lambda s: order.get(s.name, len(order)))
-    new.info = dict(art.info, quantization=info)
-    new.warnings = list(art.warnings)
+    new = carry_io(io.read(out, precision), art).replace(info=info)
     if mode == "static":
-        io = {s.name: {"dtype": s.dtype} for s in new.inputs + new.outputs}
-        info["io"] = io
+        io_types = {s.name: {"dtype": s.dtype} for s in new.inputs + new.outputs}
+        info["io"] = io_types
         float_ops = float_op_names(out)
         info["float_ops"] = float_ops
-        want_io = q.get("io_dtype")
+        want_io = opts.io_dtype
         if want_io in ("int8", "uint8") and any(s.dtype != want_io for s in new.inputs + new.outputs):
             raise ConversionError(f"profile wants {want_io} inputs and outputs, the quantized model has "
-                                  + ", ".join(f"{k}:{v['dtype']}" for k, v in io.items()),
+                                  + ", ".join(f"{k}:{v['dtype']}" for k, v in io_types.items()),
                                   "use a profile without quantization.io_dtype, or another source")
-        if q.get("edgetpu_compile"):
+        if opts.edgetpu_compile:
             if float_ops:
                 raise ConversionError(f"the Edge TPU needs every op integer; these stay float after int8 "
                                       f"quantization: {', '.join(sorted(set(float_ops)))}",
@@ -118,16 +102,14 @@ def quantize(art: Artifact, profile, precision: str, calibration, workdir: Path)
                         "full-int8 and Edge-TPU-compatible in ops, but without compilation it runs on the "
                         "CPU. Run `edgetpu_compiler model.tflite` on a machine that has it, then rebuild "
                         "or re-sign the bundle"}
-            new.warnings.append("edgetpu_compiler did NOT run: the bundle holds the int8 CPU model "
-                                "(see manifest quantization.edgetpu_compiler)")
+            new = new.warn("edgetpu_compiler did NOT run: the bundle holds the int8 CPU model "
+                           "(see manifest quantization.edgetpu_compiler)")
     return new
 
 
 def float_op_names(path: Path) -> list[str]:
     """Ops that compute in float (a float32/float16 input or output), QUANTIZE/DEQUANTIZE aside."""
-    from ..convert.tflite import interpreter
-
-    it = interpreter(path, plain_ops=True)
+    it = io.interpreter(path, plain_ops=True)
     try:
         ops = it._get_ops_details()  # noqa: SLF001 - the public API has no op listing
         tensors = {t["index"]: t for t in it.get_tensor_details()}

@@ -1,0 +1,54 @@
+"""TF-Lite (LiteRT): the format of phones, Raspberry Pis and the Coral Edge TPU."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from .. import Artifact, Format, SourceKind, register
+from ..base import Backend, QuantPlan, carry_io
+from . import export, io, onnx2tf
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    io_dtype: Optional[Literal["float32", "int8", "uint8"]] = None   # full int8: the I/O type it must have
+    edgetpu_compile: bool = False    # check every op is integer (edgetpu_compiler itself is a separate step)
+
+
+@register
+class TfliteBackend(Backend):
+    format = Format.TFLITE
+    label = "TF-Lite"
+    runtime = "litert"
+    model_file = "model.tflite"
+    options = TfliteOptions
+    needs_static_shapes = True     # onnx2tf: a symbolic batch stays -1 in the signature
+    changes_layout = True          # honours `layout: NHWC` (litert-torch wrapper, onnx2tf)
+    alternative = "ONNX: --profile x86-cpu, or --format onnx"
+    exporters = {
+        SourceKind.TORCH: export.from_torch,
+        SourceKind.EXPORTED: export.from_torch,
+        SourceKind.KERAS: export.from_savedmodel,
+        SourceKind.SAVEDMODEL: export.from_savedmodel,
+    }
+    # ONNX sources, and TorchScript (no torch.export graph for litert-torch) through its ONNX export.
+    converters = {Format.ONNX: onnx2tf.convert}
+
+    def check_route(self, route) -> None:
+        if any(not s.exports and s.source == Format.ONNX.value for s in route.steps):
+            onnx2tf.require()    # before spending time on the export
+
+    def int8_mode(self, requested: str, art: Artifact) -> str:
+        if requested != "auto":
+            return requested
+        return "static" if any(len(s.shape) == 4 for s in art.inputs) else "dynamic"
+
+    def quantize(self, art: Artifact, plan: QuantPlan, calibration, workdir: Path, profile) -> Artifact:
+        from . import quantize
+
+        return quantize.run(art, plan, calibration, workdir, self.options_of(profile))
+
+    def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
+        art = io.read(path, precision, [s.name for s in like.inputs] if like else None)
+        return carry_io(art, like) if like is not None else art

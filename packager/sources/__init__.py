@@ -1,0 +1,71 @@
+"""SOURCE -> SourceModel: load the original model and learn its inputs and outputs.
+
+One module a kind of source: onnx.py (`file.onnx`), factory.py (`file.py:factory`,
+`package.module:factory` returning an nn.Module or (module, example_inputs)), torchfiles.py
+(TorchScript archives, ExportedProgram `.pt2`), tensorflow.py (`.keras`, SavedModel folders).
+The original model also runs the reference inputs, so its outputs become the truth every
+converted model is compared with. A SourceModel is immutable: the pipeline makes a new one
+(`with_outputs`) once the reference run has named the outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import SourceError
+from ..formats import SourceKind
+from ..specs import TensorSpec
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    kind: SourceKind
+    name: str                         # short name for the bundle
+    ref: str                          # what the user passed
+    sha256: str                       # hash of the source (file bytes, or code + weights)
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    obj: Any                          # nn.Module / ScriptModule, or the path of the file or folder
+    runner: Callable[[dict], dict] = field(repr=False, default=None)
+    example: dict | None = None       # example inputs the factory returned, if any
+    notes: tuple[str, ...] = ()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner(feeds)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def with_outputs(self, outputs: list[TensorSpec]) -> "SourceModel":
+        return dataclasses.replace(self, outputs=tuple(outputs))
+
+
+def load(ref: str, input_shapes: dict[str, list[int]]) -> SourceModel:
+    from . import torchfiles, tensorflow
+
+    path = Path(ref)
+    if path.suffix.lower() == ".onnx":
+        from .onnx import load_onnx
+        return load_onnx(path, input_shapes)
+    if tensorflow.handles(path):
+        return tensorflow.load(path, input_shapes)
+    if torchfiles.handles(path):
+        return torchfiles.load(path, input_shapes)
+    if ":" in ref and not path.exists():
+        from .factory import load_factory
+        return load_factory(ref, input_shapes)
+    if not path.exists():
+        raise SourceError(f"source '{ref}' does not exist",
+                          "pass a model.onnx file or path/to/file.py:factory / package.module:factory")
+    raise SourceError(f"source '{ref}' is not a format edgepack reads here (suffix '{path.suffix}')",
+                      "pass .onnx, .pt/.jit (TorchScript), .pt2, .keras, a SavedModel folder, or a python "
+                      "factory as file.py:function returning an nn.Module")

@@ -1,0 +1,116 @@
+"""Keras `.keras` files and TF SavedModel folders -> SourceModel (the serving_default signature).
+
+Keras files load with `safe_mode=True` (no lambda code); a SavedModel is a graph.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from agent.manifest import sha256_file
+
+from ..errors import SourceError, short
+from ..formats import SourceKind
+from ..specs import TensorSpec, guess_layout
+from . import SourceModel
+from .common import apply_shapes, clean_name
+
+
+def handles(path: Path) -> bool:
+    return path.suffix.lower() in (".keras", ".h5") or (path.is_dir() and (path / "saved_model.pb").is_file())
+
+
+def load(path: Path, input_shapes) -> SourceModel:
+    if path.is_dir():
+        return load_savedmodel(path, input_shapes)
+    if not path.is_file():
+        raise SourceError(f"source '{path}' does not exist", "check the path")
+    if path.suffix.lower() == ".h5":
+        raise SourceError(f"'{path}' is a legacy HDF5 Keras file", "re-save it as .keras (model.save('m.keras'))")
+    return load_keras(path, input_shapes)
+
+
+def _tf():
+    try:
+        import os
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+    except ImportError as exc:
+        raise SourceError("Keras / SavedModel sources need TensorFlow, which is not installed",
+                          "pip install -r requirements-tf.txt") from exc
+    return tf
+
+
+def load_keras(path: Path, input_shapes) -> SourceModel:
+    tf = _tf()
+    import tempfile
+
+    if not zipfile.is_zipfile(path):
+        raise SourceError(f"'{path}' is not a Keras file (a .keras file is a zip archive; this one is not)",
+                          "save the model with model.save('model.keras')")
+    try:
+        model = tf.keras.models.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:
+        raise SourceError(f"'{path}' will not load as a Keras model ({type(exc).__name__}: {short(exc)})",
+                          "check it was saved with model.save('model.keras') by Keras 3; custom layers must be "
+                          "importable, and lambda layers are refused (safe_mode)") from exc
+    import atexit
+    import shutil
+
+    export_dir = Path(tempfile.mkdtemp(prefix="edgepack-keras-"))
+    atexit.register(shutil.rmtree, str(export_dir), True)
+    try:
+        model.export(str(export_dir / "saved_model"), format="tf_saved_model", verbose=False)
+    except Exception as exc:
+        raise SourceError(f"the Keras model in '{path}' cannot be exported as a SavedModel: {short(exc)}",
+                          "check that the model builds and runs on its inputs") from exc
+    src = load_savedmodel(export_dir / "saved_model", input_shapes, ref=str(path), kind=SourceKind.KERAS)
+    return dataclasses.replace(src, sha256=sha256_file(path), name=clean_name(path.stem),
+                               notes=(f"keras {getattr(tf.keras, '__version__', '')}".strip(),) + src.notes)
+
+
+def load_savedmodel(path: Path, input_shapes, ref: str | None = None,
+                    kind: SourceKind = SourceKind.SAVEDMODEL) -> SourceModel:
+    tf = _tf()
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise SourceError(f"'{path}' will not load as a TF SavedModel ({type(exc).__name__}: {short(exc)})",
+                          "save it again with tf.saved_model.save or model.export") from exc
+    sigs = getattr(loaded, "signatures", {}) or {}
+    if "serving_default" not in sigs:
+        raise SourceError(f"SavedModel '{path}' has no 'serving_default' signature (has: {sorted(sigs) or 'none'})",
+                          "save it with a signature: tf.saved_model.save(m, dir, signatures={'serving_default': f}) "
+                          "or model.export(dir)")
+    fn = sigs["serving_default"]
+    _, kw = fn.structured_input_signature
+    specs = []
+    for name, spec in kw.items():
+        shape = [int(d) if d is not None else ("batch" if i == 0 else f"dim{i}") for i, d in enumerate(spec.shape)]
+        specs.append(TensorSpec(name, np.dtype(spec.dtype.as_numpy_dtype).name, shape, guess_layout(shape)))
+    specs = apply_shapes(specs, input_shapes, str(path))
+    names = [s.name for s in specs]
+    out_names = sorted(fn.structured_outputs)
+
+    def runner(feeds):
+        result = fn(**{n: tf.constant(feeds[n]) for n in names})
+        return {k: result[k].numpy() for k in out_names}
+
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return SourceModel(kind=kind, name=clean_name(Path(ref or path).stem if ref else path.name), ref=ref or str(path),
+                       sha256=_tree_hash(path), inputs=tuple(specs), outputs=(), obj=path, runner=runner,
+                       notes=(f"tensorflow {tf.__version__}", f"SavedModel {size} bytes", "signature serving_default"))
+
+
+def _tree_hash(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(path).as_posix().encode())
+            h.update(sha256_file(f).encode())
+    return h.hexdigest()
