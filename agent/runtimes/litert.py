@@ -3,8 +3,12 @@
 Named litert.py, not after any of those packages, so that the module is never mistaken for
 the library it imports (the library is imported only inside load(), when a bundle needs it).
 """
+import contextlib
 import importlib
 import importlib.util
+import os
+import sys
+import tempfile
 
 from .base import Runtime, RuntimeLoadError, RuntimeMissing, dist_version, short, thread_setting
 
@@ -65,15 +69,9 @@ class LiteRtRuntime(Runtime):
             if not libs:
                 self.fallbacks.append("unknown delegate %r ignored" % d)
                 continue
-            loaded = None
-            for lib in libs:
-                try:
-                    loaded = mod.load_delegate(lib)
-                    break
-                except Exception as exc:  # library absent or device missing
-                    last = exc
+            loaded, why = load_delegate(mod, libs)
             if loaded is None:
-                self.fallbacks.append("%s delegate not available on this device (%s)" % (d, short(last)))
+                self.fallbacks.append("%s delegate not available on this device (%s)" % (d, why))
             else:
                 delegates.append(loaded)
                 self.providers_available.append(d)
@@ -84,8 +82,9 @@ class LiteRtRuntime(Runtime):
         if delegates:
             kwargs["experimental_delegates"] = delegates
         try:
-            self._it = mod.Interpreter(**kwargs)
-            self._it.allocate_tensors()
+            with _info_lines_dropped():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self._it = mod.Interpreter(**kwargs)
+                self._it.allocate_tensors()
         except Exception as exc:
             raise RuntimeLoadError("%s could not load %s: %s" % (package, model_path, short(exc)))
         self.providers_used.append("cpu (xnnpack)")
@@ -174,6 +173,80 @@ class LiteRtRuntime(Runtime):
             if dist_version(package) or (package != "tensorflow" and _importable(modname)):
                 return {"version": dist_version(package) or "unknown", "implementation": package}
         return None
+
+
+def load_delegate(mod, libs):
+    """(delegate, None) from the first of libs that loads, else (None, why the last one failed).
+
+    LiteRT's Delegate.__init__ (as tflite-runtime's and tf.lite's) opens the library before it
+    sets `_library`, and its __del__ reads `self._library`: when the library is absent, the
+    half-made Delegate raises AttributeError from __del__ whenever it is collected, and Python
+    prints "Exception ignored in Delegate.__del__" with a traceback on stderr (at exit, as the
+    stored exception's traceback keeps it alive). So the agent builds delegates from a subclass
+    whose __del__ skips what was never made, and keeps only the message of a failure.
+    """
+    cls = _safe_delegate_class(mod)
+    why = None
+    for lib in libs:
+        try:
+            return (cls(lib) if cls is not None else mod.load_delegate(lib)), None
+        except ValueError as exc:  # the library opened but made no delegate (no device behind it)
+            why = short("failed to load delegate from %s: %s" % (lib, exc))
+        except Exception as exc:  # the library is absent
+            why = short(exc)
+    return None, why
+
+
+_SAFE_DELEGATES = {}
+
+
+def _safe_delegate_class(mod):
+    """A subclass of the implementation's Delegate with a __del__ safe on a half-made object."""
+    base = getattr(mod, "Delegate", None)
+    if base is None:  # tensorflow.lite: the class lives beside its Interpreter
+        interpreter = getattr(mod, "Interpreter", None)
+        base = getattr(sys.modules.get(getattr(interpreter, "__module__", None) or ""), "Delegate", None)
+    if not isinstance(base, type):
+        return None
+    if base not in _SAFE_DELEGATES:
+        def __del__(self):
+            if getattr(self, "_library", None) is None:
+                return  # the library never opened: nothing to destroy
+            if getattr(self, "_delegate_ptr", None) is None:
+                self._library = None  # the library opened but made no delegate
+                return
+            base.__del__(self)
+        _SAFE_DELEGATES[base] = type("SafeDelegate", (base,), {"__del__": __del__})
+    return _SAFE_DELEGATES[base]
+
+
+@contextlib.contextmanager
+def _info_lines_dropped():
+    """Native stderr (fd 2) into a temporary file while the interpreter is made; then written back
+    less the runtime's "INFO: " lines, which its C++ logger prints with no switch to turn them off.
+    Warnings and errors still reach stderr. Where fd 2 cannot be redirected, nothing changes."""
+    try:
+        sys.stderr.flush()
+        tmp = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(True)
+                    if not line.startswith("INFO: ")]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+    finally:
+        os.close(saved)
+        tmp.close()
 
 
 def _quantize_input(value, detail):
