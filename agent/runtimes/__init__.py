@@ -10,7 +10,7 @@ A runtime loads `model/<file>` with the manifest's runtime settings and runs fee
 ({input name: array}) to outputs ({output name: array}). It reports its name, version, the
 providers/delegates/devices that really ran, why others were skipped, and the thread setting
 (agent/runtimes/base.py). Every runtime module imports only the standard library at import
-time; its library (onnxruntime, LiteRT, torch) is imported inside load().
+time; its library (onnxruntime, LiteRT, torch, openvino) is imported inside load().
 """
 import importlib
 import time
@@ -22,7 +22,8 @@ from .base import RuntimeLoadError, RuntimeMissing  # noqa: F401 (public names)
 # runtime name (the manifest's "runtime") -> (module in this package, class)
 REGISTRY = {"onnxruntime": ("ort", "OnnxRuntime"),
             "litert": ("litert", "LiteRtRuntime"),
-            "torch": ("torchscript", "TorchRuntime")}
+            "torch": ("torchscript", "TorchRuntime"),
+            "openvino": ("openvino_rt", "OpenVinoRuntime")}
 
 
 def runtime_class(name):
@@ -42,6 +43,9 @@ class _Runtimes(Mapping):
         if name not in REGISTRY:
             raise KeyError(name)
         return runtime_class(name)
+
+    def __contains__(self, name):
+        return name in REGISTRY
 
     def __iter__(self):
         return iter(REGISTRY)
