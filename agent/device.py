@@ -101,7 +101,7 @@ def check_files(top, files):
         else:
             digest = sha256_file(path)
             if digest != meta.get("sha256"):
-                problems.append("%s: sha256 %s..., manifest says %s..."
+                problems.append("%s: sha256 differs from the manifest (%s..., manifest says %s...)"
                                 % (rel, digest[:12], str(meta.get("sha256"))[:12]))
             else:
                 checked += 1

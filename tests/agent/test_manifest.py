@@ -37,8 +37,8 @@ def test_check_files_names_each_problem(tmp_path):
     meta = {"sha256": sha256_file(str(tmp_path / "ok")), "size": 3}
     problems, checked = check_files(str(tmp_path), {n: meta for n in ("ok", "resized", "changed", "link", "gone")})
     assert checked == 1
-    assert problems == ["changed: sha256 %s..., manifest says %s..." % (sha256_file(str(tmp_path / "changed"))[:12],
-                                                                       meta["sha256"][:12]),
+    assert problems == ["changed: sha256 differs from the manifest (%s..., manifest says %s...)"
+                        % (sha256_file(str(tmp_path / "changed"))[:12], meta["sha256"][:12]),
                         "gone: missing", "link: is a symbolic link", "resized: size 4, manifest says 3"]
 
 
