@@ -225,11 +225,14 @@ def _info_lines_dropped():
     """Native stderr (fd 2) into a temporary file while the interpreter is made; then written back
     less the runtime's "INFO: " lines, which its C++ logger prints with no switch to turn them off.
     Warnings and errors still reach stderr. Where fd 2 cannot be redirected, nothing changes."""
+    tmp = saved = None
     try:
         sys.stderr.flush()
         tmp = tempfile.TemporaryFile()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):
+        if tmp is not None:
+            tmp.close()
         yield
         return
     try:
