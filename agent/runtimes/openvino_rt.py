@@ -77,10 +77,13 @@ class OpenVinoRuntime(Runtime):
             for name in port.get_names():
                 self._in_dtypes[name] = dtype
         # Outputs by name: an output that carries several tensor names (OpenVINO merges the names
-        # of tensors it folds together) is returned under each, so the manifest's name finds it.
+        # of tensors it folds together) is returned under each, so the manifest's name finds it;
+        # an unnamed one (convert_model of a torch module) as the torch runtime names it.
         self._out_plan = []
-        for i, port in enumerate(compiled.outputs):
-            for name in sorted(port.get_names()) or ["output_%d" % i]:
+        outputs = compiled.outputs
+        for i, port in enumerate(outputs):
+            unnamed = "output" if len(outputs) == 1 else "output_%d" % i
+            for name in sorted(port.get_names()) or [unnamed]:
                 self._out_plan.append((name, i))
 
     def _device_chain(self, settings):

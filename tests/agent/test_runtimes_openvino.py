@@ -157,6 +157,18 @@ def test_load_and_feed_errors_are_clear(models, tmp_path):
     assert out["logits"].shape == (2, 3) and out["logits"].dtype == np.float32
 
 
+def test_an_unnamed_output_is_called_output_as_the_torch_runtime_calls_it(tmp_path):
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
+    converted = ov.convert_model(module, example_input=torch.zeros(1, 4))
+    assert [o.get_names() for o in converted.outputs] == [set()]
+    ov.save_model(converted, str(tmp_path / "model.xml"), compress_to_fp16=False)  # its default is True
+    x = np.ones((1, 4), np.float32)
+    out = _load(tmp_path / "model.xml").run({"input": x})
+    with torch.no_grad():
+        np.testing.assert_allclose(out["output"], module(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
 def _ir_bundle(models, dest, precision, settings):
     samples = _samples(6, seed=2)
     xml = models[precision]
