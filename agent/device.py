@@ -15,7 +15,6 @@ self-contained (no relative imports).
 """
 import argparse
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,11 @@ import subprocess
 import sys
 import time
 import uuid
+
+try:
+    import fcntl
+except ImportError:  # Windows: no device layout here, but agent/manifest.py still imports this file
+    fcntl = None
 
 DEFAULT_ROOT = "~/.edgepack"
 DEFAULT_KEEP = 3
@@ -70,8 +74,8 @@ def _mkdir(path, mode=DIR_MODE):
 
 
 def sha256_file(path, chunk=1 << 20):
-    # Same as agent/manifest.py's on purpose: this module runs alone as `python3 -c SOURCE`
-    # before any bundle is on the device, so it cannot import its siblings.
+    """The file's sha256 (hex). The one hashing routine of host and device: agent/manifest.py
+    and the packager import it from here (this file must run alone, so it imports nothing)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -80,6 +84,28 @@ def sha256_file(path, chunk=1 << 20):
                 break
             h.update(block)
     return h.hexdigest()
+
+
+def check_files(top, files):
+    """(problems, files that match): every {rel: {sha256, size}} checked under top, in order.
+    One routine for a stage on the device and a bundle's self-test (agent/manifest.py)."""
+    problems, checked = [], 0
+    for rel, meta in sorted(files.items()):
+        path = os.path.join(top, *rel.split("/"))
+        if os.path.islink(path):
+            problems.append("%s: is a symbolic link" % rel)
+        elif not os.path.isfile(path):
+            problems.append("%s: missing" % rel)
+        elif os.path.getsize(path) != meta.get("size"):
+            problems.append("%s: size %d, manifest says %s" % (rel, os.path.getsize(path), meta.get("size")))
+        else:
+            digest = sha256_file(path)
+            if digest != meta.get("sha256"):
+                problems.append("%s: sha256 differs from the manifest (%s..., manifest says %s...)"
+                                % (rel, digest[:12], str(meta.get("sha256"))[:12]))
+            else:
+                checked += 1
+    return problems, checked
 
 
 def _read_json(path):
@@ -134,10 +160,12 @@ def _release_manifest_files(root, release_id):
     return files if isinstance(files, dict) else {}
 
 
-def _safe_rel(rel):
-    if not isinstance(rel, str) or not rel or rel.startswith("/"):
+def safe_relpath(rel):
+    """A manifest path that stays inside its bundle: relative, no '..', '.' or empty parts
+    (a backslash counts as a separator). agent/manifest.py checks bundles with it too."""
+    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")):
         return False
-    parts = rel.split("/")
+    parts = rel.replace("\\", "/").split("/")
     return ".." not in parts and "" not in parts and "." not in parts
 
 
@@ -156,6 +184,7 @@ class Lock(object):
         self.fd = None
 
     def acquire(self, holder):
+        _need_flock()
         _mkdir(self.root)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -187,6 +216,7 @@ class Lock(object):
 
 def check_lease(root, token):
     """Raise unless the lock of root is held right now by the lease with this token."""
+    _need_flock()
     path = os.path.join(root, LOCK_NAME)
     try:
         fd = os.open(path, os.O_RDWR)
@@ -205,6 +235,11 @@ def check_lease(root, token):
         raise DeviceError("the push's lock lease on %s expired (link lost?): retry the push" % path)
     finally:
         os.close(fd)
+
+
+def _need_flock():
+    if fcntl is None:
+        raise DeviceError("this platform has no flock (fcntl): the device layout needs Linux or macOS")
 
 
 class _Guard(object):
@@ -321,7 +356,7 @@ def _stage_manifest(root, release_id):
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise DeviceError("manifest.json in stage lists no files: rebuild the bundle")
     for rel in manifest["files"]:
-        if not _safe_rel(rel):
+        if not safe_relpath(rel):
             raise DeviceError("manifest lists an unsafe path %r: rebuild the bundle" % (rel,))
     return stage, manifest
 
@@ -335,7 +370,7 @@ def plan(root, release_id):
     if os.path.isdir(releases_dir):
         for rid in os.listdir(releases_dir):
             for rel, meta in _release_manifest_files(root, rid).items():
-                if isinstance(meta, dict) and _safe_rel(rel):
+                if isinstance(meta, dict) and safe_relpath(rel):
                     index.setdefault(meta.get("sha256"), os.path.join(releases_dir, rid, rel))
     need, present, reused = [], 0, 0
     for rel, meta in sorted(manifest["files"].items()):
@@ -365,17 +400,8 @@ def plan(root, release_id):
 def verify(root, release_id, require_signature=False, allowed_signers=None):
     """Hash every file in the stage against the manifest; check the signature if required."""
     stage, manifest = _stage_manifest(root, release_id)
-    problems = []
+    problems, _ = check_files(stage, manifest["files"])
     listed = set(manifest["files"])
-    for rel, meta in sorted(manifest["files"].items()):
-        path = os.path.join(stage, rel)
-        if os.path.islink(path) or not os.path.isfile(path):
-            problems.append("%s: missing" % rel)
-        elif os.path.getsize(path) != meta.get("size"):
-            problems.append("%s: size %d, manifest says %s" % (rel, os.path.getsize(path),
-                                                              meta.get("size")))
-        elif sha256_file(path) != meta.get("sha256"):
-            problems.append("%s: sha256 differs from the manifest" % rel)
     for dirpath, dirnames, filenames in os.walk(stage):
         if "__pycache__" in dirnames:
             _rmtree(os.path.join(dirpath, "__pycache__"))
@@ -577,24 +603,6 @@ def _holder(args):
                                                        socket.gethostname())
 
 
-def _run(fn):
-    """Wrap a command: JSON on stdout, exit 0 / 1 (refused) / 2 (bad usage)."""
-    def wrapper(args):
-        os.umask(0o022)
-        try:
-            result = fn(args) or {}
-            result.setdefault("ok", True)
-            _emit(result)
-            return 0 if result["ok"] else 1
-        except DeviceError as exc:
-            _emit({"ok": False, "error": str(exc)})
-            return 1
-        except OSError as exc:
-            _emit({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)})
-            return 1
-    return wrapper
-
-
 def cmd_lock(args):
     """Hold the lock while stdin stays open and heartbeats keep coming."""
     os.umask(0o022)
@@ -620,60 +628,67 @@ def cmd_lock(args):
     return 0
 
 
-def cmd_status(args):
-    return status(resolve_root(args.root))
-
-
-def cmd_prepare(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        return prepare(root, _valid_id(args.id))
-
-
-def cmd_plan(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        return plan(root, _valid_id(args.id))
-
-
-def cmd_verify(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        return verify(root, _valid_id(args.id), args.require_signature, args.allowed_signers)
-
-
-def cmd_selftest(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        result = run_selftest(root, _valid_id(args.id), args.timeout, args.agent_args)
+def _stage_selftest(root, release_id, args):
+    result = run_selftest(root, release_id, args.timeout, args.agent_args)
     result["ok"] = result["passed"]
     if not result["passed"]:
         result["error"] = "; ".join(result["report"]["verdict"].get("reasons") or ["failed"])
     return result
 
 
-def cmd_activate(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        return activate(root, _valid_id(args.id), args.keep, args.force)
+_KEEP = ("--keep", {"type": int, "default": DEFAULT_KEEP, "help": "releases to keep"})
+
+# The one-shot commands: (name, help, takes --id, holds the lock (or --lease), what it does with
+# (root, release id or None, args) -> its JSON object, its own arguments).
+COMMANDS = (
+    ("status", "current/previous release and last report", False, False,
+     lambda root, rid, args: status(root), ()),
+    ("prepare", "create the layout and stage/<id>", True, True,
+     lambda root, rid, args: prepare(root, rid), ()),
+    ("plan", "list stage files still to upload", True, True,
+     lambda root, rid, args: plan(root, rid), ()),
+    ("verify-stage", "hash-check a stage (and its signature)", True, True,
+     lambda root, rid, args: verify(root, rid, args.require_signature, args.allowed_signers),
+     (("--require-signature", {"action": "store_true"}),
+      ("--allowed-signers", {"help": "allowed_signers file (default <root>/allowed_signers)"}))),
+    ("stage-selftest", "self-test a stage, store the report", True, True, _stage_selftest,
+     (("--timeout", {"type": float, "default": 600.0}),
+      ("agent_args", {"nargs": "*", "help": "extra arguments for `agent selftest`"}))),
+    ("activate", "make a verified, passing stage current", True, True,
+     lambda root, rid, args: activate(root, rid, args.keep, args.force),
+     (_KEEP, ("--force", {"action": "store_true", "help": "skip the verified/passed check"}))),
+    ("rollback", "switch current back to previous", False, True,
+     lambda root, rid, args: rollback(root), ()),
+    ("abort", "remove a stage and its partial files", True, True,
+     lambda root, rid, args: abort(root, rid), ()),
+    ("prune", "remove old releases", False, True,
+     lambda root, rid, args: {"pruned": prune(root, args.keep)}, (_KEEP,)),
+)
 
 
-def cmd_rollback(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        return rollback(root)
-
-
-def cmd_abort(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        return abort(root, _valid_id(args.id))
-
-
-def cmd_prune(args):
-    root = resolve_root(args.root)
-    with _Guard(root, args.lease, _holder(args)):
-        return {"pruned": prune(root, args.keep)}
+def _command(action, needs_id, locked):
+    """A command from the table: JSON on stdout, exit 0 / 1 (refused or failed) / 2 (bad usage)."""
+    def command(args):
+        os.umask(0o022)
+        try:
+            root = resolve_root(args.root)
+            rid = _valid_id(args.id) if needs_id else None
+            if locked:
+                with _Guard(root, args.lease, _holder(args)):
+                    result = action(root, rid, args)
+            else:
+                result = action(root, rid, args)
+            result = result or {}
+            result.setdefault("ok", True)
+            _emit(result)
+            return 0 if result["ok"] else 1
+        except DeviceError as exc:
+            _emit({"ok": False, "error": str(exc)})
+            return 1
+        except OSError as exc:
+            _emit({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)})
+            return 1
+    return command
 
 
 def register(subparsers):
@@ -692,25 +707,10 @@ def register(subparsers):
     p = add("lock", cmd_lock, "hold the root's lock while stdin is open", lease=False)
     p.add_argument("--ttl", type=float, default=30.0, help="seconds without heartbeat to give up")
     p.add_argument("--holder")
-    add("status", _run(cmd_status), "current/previous release and last report", lease=False)
-    add("prepare", _run(cmd_prepare), "create the layout and stage/<id>", needs_id=True)
-    add("plan", _run(cmd_plan), "list stage files still to upload", needs_id=True)
-    p = add("verify-stage", _run(cmd_verify), "hash-check a stage (and its signature)",
-            needs_id=True)
-    p.add_argument("--require-signature", action="store_true")
-    p.add_argument("--allowed-signers", help="allowed_signers file (default <root>/allowed_signers)")
-    p = add("stage-selftest", _run(cmd_selftest), "self-test a stage, store the report",
-            needs_id=True)
-    p.add_argument("--timeout", type=float, default=600.0)
-    p.add_argument("agent_args", nargs="*", help="extra arguments for `agent selftest`")
-    p = add("activate", _run(cmd_activate), "make a verified, passing stage current",
-            needs_id=True)
-    p.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="releases to keep")
-    p.add_argument("--force", action="store_true", help="skip the verified/passed check")
-    add("rollback", _run(cmd_rollback), "switch current back to previous")
-    add("abort", _run(cmd_abort), "remove a stage and its partial files", needs_id=True)
-    p = add("prune", _run(cmd_prune), "remove old releases")
-    p.add_argument("--keep", type=int, default=DEFAULT_KEEP)
+    for name, help_text, needs_id, locked, action, options in COMMANDS:
+        p = add(name, _command(action, needs_id, locked), help_text, needs_id, lease=locked)
+        for flag, kwargs in options:
+            p.add_argument(flag, **kwargs)
 
 
 def main(argv=None):

@@ -1,9 +1,13 @@
-"""Read and verify a bundle's manifest.json and the files it lists (stdlib only)."""
-import hashlib
+"""Read and verify a bundle's manifest.json and the files it lists (stdlib only).
+
+Path safety and per-file hashing are device.py's (safe_relpath, check_files, sha256_file): that
+file must run alone on a device, so the rest of the agent imports them rather than keep copies.
+"""
 import json
 import os
 
 from . import SCHEMA_VERSION
+from .device import check_files, safe_relpath, sha256_file  # noqa: F401 (sha256_file: public here too)
 
 MANIFEST = "manifest.json"
 SIGNATURE = "signature"
@@ -13,17 +17,6 @@ REQUIRED_KEYS = ("schema_version", "name", "version", "profile", "format", "prec
 
 class BundleUnusable(Exception):
     """The bundle cannot be used at all (exit code 2)."""
-
-
-def sha256_file(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def release_id(bundle_dir):
@@ -63,7 +56,7 @@ def load(bundle_dir):
     if not isinstance(files, dict) or not files:
         raise BundleUnusable("manifest.json lists no files (fix: rebuild the bundle)")
     for rel, meta in files.items():
-        if not _safe_relpath(rel):
+        if not safe_relpath(rel):
             raise BundleUnusable("manifest.json lists an unsafe path %r (fix: rebuild the bundle)"
                                  % rel)
         if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
@@ -77,34 +70,8 @@ def load(bundle_dir):
     return manifest
 
 
-def _safe_relpath(rel):
-    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")):
-        return False
-    parts = rel.replace("\\", "/").split("/")
-    return ".." not in parts and "" not in parts
-
-
 def verify_files(bundle_dir, manifest):
     """Check the size and sha256 of every listed file. Returns a result dict (never raises)."""
-    problems = []
-    checked = 0
-    for rel, meta in sorted(manifest["files"].items()):
-        path = os.path.join(bundle_dir, *rel.split("/"))
-        if os.path.islink(path):
-            problems.append("%s: is a symbolic link" % rel)
-            continue
-        if not os.path.isfile(path):
-            problems.append("%s: missing" % rel)
-            continue
-        size = os.path.getsize(path)
-        if size != meta.get("size"):
-            problems.append("%s: size %d, manifest says %s" % (rel, size, meta.get("size")))
-            continue
-        digest = sha256_file(path)
-        if digest != meta.get("sha256"):
-            problems.append("%s: sha256 %s..., manifest says %s..."
-                            % (rel, digest[:12], str(meta.get("sha256"))[:12]))
-            continue
-        checked += 1
+    problems, checked = check_files(bundle_dir, manifest["files"])
     return {"passed": not problems, "files_checked": checked,
             "files_listed": len(manifest["files"]), "problems": problems}
