@@ -386,7 +386,7 @@ def dead_inventory(tmp_path):
 def test_push_of_a_bad_bundle_is_refused_before_any_device(tmp_path, bundles, dead_inventory,
                                                            monkeypatch, kind):
     bad, expect = _make_bad_bundle(kind, bundles("mlp", "x86-cpu"), tmp_path)
-    import packager.fleet.transport as transport
+    import packager.fleet.transports.ssh as transport
 
     def no_connect(self):
         raise AssertionError("a device was contacted")
@@ -473,7 +473,7 @@ def test_no_torch_load_without_weights_only_and_no_pickles():
 def test_push_extracts_archives_with_the_data_filter(tmp_path, bundles, monkeypatch):
     """The fleet path (open_bundle) goes through the same safe extraction as selftest."""
     from packager.bundle import make_archive
-    from packager.fleet import rollout
+    from packager import fleet as rollout
 
     arc = make_archive(bundles("mlp", "x86-cpu"), tmp_path / "b.tar.gz")
     seen = []

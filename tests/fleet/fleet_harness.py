@@ -32,7 +32,7 @@ import pytest
 
 from agent.manifest import release_id as _release_id
 from packager.bundle import pid_alive
-from packager.fleet import rollout
+from packager import fleet as rollout
 from packager.fleet.inventory import parse
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from fleet_harness import current_of, derive, hosts, leftovers, opts, rid, run_cli
-from packager.fleet import rollout
+from packager import fleet as rollout
 
 
 def assert_current_runs(fleet, dev, root, rid):

@@ -12,8 +12,8 @@ import pytest
 
 from fleet_harness import current_of, derive, hosts, leftovers, opts, rid, run_cli
 from packager import signing
-from packager.fleet import rollout
-from packager.fleet.transport import SSHTransport
+from packager import fleet as rollout
+from packager.fleet.transports.ssh import SSHTransport
 
 
 def by_host(result):

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from packager.errors import InventoryError
-from packager.fleet import rollout
+from packager import fleet as rollout
 from packager.fleet.inventory import expand_pattern, load, parse
-from packager.fleet.transport import LocalTransport, command_line
+from packager.fleet.transports import command_line
+from packager.fleet.transports.local import LocalTransport
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE_PY = REPO / "agent" / "device.py"
