@@ -28,11 +28,10 @@ def main(argv=None) -> int:
     if out["skipped"]:
         a.out.write_text(json.dumps(out))
         return 0
-    from packager.fleet import rollout, transport
-    from packager.fleet.inventory import parse
+    from packager.fleet import FleetOptions, SSHTransport, parse_inventory, push
 
     calls = []
-    orig = {k: getattr(transport.SSHTransport, k) for k in ("run", "start", "put", "connect")}
+    orig = {k: getattr(SSHTransport, k) for k in ("run", "start", "put", "connect")}
 
     def wrap(kind):
         def f(self, *args, **kw):
@@ -54,7 +53,7 @@ def main(argv=None) -> int:
         return f
 
     for k in orig:
-        setattr(transport.SSHTransport, k, wrap(k))
+        setattr(SSHTransport, k, wrap(k))
     work = a.work or Path(tempfile.mkdtemp(prefix="edgepack-bench-trace-"))
     fleet = Fleet(Path(tempfile.mkdtemp(prefix="edgepack-bench-tracedev-")), 1)
     try:
@@ -65,12 +64,12 @@ def main(argv=None) -> int:
                                          "--out", work / "dist", "--force", "--json"], cwd=common.REPO).check()
         bundle = json.loads(p.out)["bundle"]
         d = fleet.devices[0]
-        hosts = parse({"all": {"hosts": {d.name: d.vars(edgepack_root="~/trace")}}}).select(None)
-        opts = rollout.FleetOptions(known_hosts=str(fleet.known_hosts), reports_dir=str(work / "reports"), forks=1)
+        hosts = parse_inventory({"all": {"hosts": {d.name: d.vars(edgepack_root="~/trace")}}}).select(None)
+        opts = FleetOptions(known_hosts=str(fleet.known_hosts), reports_dir=str(work / "reports"), forks=1)
         for phase in ("first", "again"):
             calls.clear()
             t0 = time.perf_counter()
-            r = rollout.push(bundle, hosts, opts)
+            r = push(bundle, hosts, opts)
             wall = time.perf_counter() - t0
             out[phase] = {"wall_s": round(wall, 3), "status": r.devices[0].status, "calls": list(calls),
                           "remote_commands": sum(1 for c in calls if c["kind"] in ("run", "start")),
@@ -87,7 +86,7 @@ def main(argv=None) -> int:
             out[f"paramiko_{phase}_wall_s"] = round(p.wall, 3)
     finally:
         for k, v in orig.items():
-            setattr(transport.SSHTransport, k, v)
+            setattr(SSHTransport, k, v)
         fleet.stop()
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)

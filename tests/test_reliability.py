@@ -1,8 +1,9 @@
 """Reliability, host side: every bad input ends in ONE clear line on stderr (what, why, fix), the
 documented exit code, no traceback, and nothing half-made: no bundle, no temp folder, no `.part`.
 
-Each case is listed in docs/RELIABILITY.md with the test that shows it. The fleet side (real
-sshd devices) is tests/fleet/test_fleet_reliability.py.
+Each case is listed in docs/RELIABILITY.md with the test that shows it. The fleet side is in
+tests/fleet/: bad inventories and bundles refused by push/status/rollback in test_fleet_cli.py,
+faults on real sshd devices in test_fleet_reliability.py.
 
 Most build cases run in-process through typer's runner (torch is imported once) with
 `tempfile.tempdir` pointed at a fresh folder, so a temp folder left behind is seen; a few run as
@@ -376,29 +377,6 @@ def test_selftest_of_a_bad_bundle(tmp_path, bundles, kind):
     assert not list(Path("/tmp").glob("edgepack-evil-*"))
 
 
-@pytest.fixture
-def dead_inventory(tmp_path):
-    """Hosts nobody may contact: a refused bundle must stop the push before any connection."""
-    return _write(tmp_path / "fleet.yaml", "all:\n  hosts:\n    cam1: {ansible_host: 127.0.0.1, ansible_port: 1}\n")
-
-
-@pytest.mark.parametrize("kind", BAD_BUNDLES)
-def test_push_of_a_bad_bundle_is_refused_before_any_device(tmp_path, bundles, dead_inventory,
-                                                           monkeypatch, kind):
-    bad, expect = _make_bad_bundle(kind, bundles("mlp", "x86-cpu"), tmp_path)
-    import packager.fleet.transport as transport
-
-    def no_connect(self):
-        raise AssertionError("a device was contacted")
-    monkeypatch.setattr(transport.SSHTransport, "connect", no_connect)
-    reports = tmp_path / "reports"
-    proc = invoke(tmp_path, monkeypatch, "push", bad, "-i", dead_inventory, "--reports", reports)
-    assert_one_line(proc, 2, expect)
-    assert not reports.exists()
-    assert_nothing_left(tmp_path)
-    assert not list(Path("/tmp").glob("edgepack-evil-*"))
-
-
 def test_selftest_where_the_runtime_is_missing(tmp_path, bundles):
     """A Python with numpy but no onnxruntime: unusable, exit 2, one line naming the runtime."""
     venv = tmp_path / "nort"
@@ -418,39 +396,6 @@ def test_selftest_where_the_runtime_is_missing(tmp_path, bundles):
     assert "UNUSABLE" in line and "pip install" in line
 
 
-# ---------------------------------------------------------------------------- inventories
-
-INVENTORY_CASES = [
-    ("malformed YAML", "all:\n  hosts: [unclosed\n", [], "not valid YAML"),
-    ("not a mapping", "- cam1\n- cam2\n", [], "must be a mapping"),
-    ("host with empty address", "all:\n  hosts:\n    cam1: {ansible_host: ''}\n", [], "empty ansible_host"),
-    ("host name with a space and no address", "all:\n  hosts:\n    'cam 1': {}\n", [], "no usable address"),
-    ("address that is an option", "all:\n  hosts:\n    cam1: {ansible_host: '-oProxyCommand=touch x'}\n",
-     [], "no usable address"),
-    ("bad port", "all:\n  hosts:\n    cam1: {ansible_port: ssh}\n", [], "ansible_port must be a port"),
-    ("unknown group key", "all:\n  hostz: {cam1: {}}\n", [], "unknown key"),
-    ("no hosts", "all:\n  hosts: {}\n", [], "has no hosts"),
-    ("--limit matches nothing", "all:\n  hosts:\n    cam1: {}\n", ["--limit", "gw*"], "matches no host"),
-    ("missing file", None, [], "does not exist"),
-    ("--forks 0", "all:\n  hosts:\n    cam1: {}\n", ["--forks", "0"], "--forks must be >= 1"),
-]
-
-
-@pytest.mark.parametrize("command", ["push", "status", "rollback"])
-@pytest.mark.parametrize("case,text,extra,expect", INVENTORY_CASES, ids=[c[0] for c in INVENTORY_CASES])
-def test_bad_inventory(tmp_path, monkeypatch, bundles, command, case, text, extra, expect):
-    inv = tmp_path / "fleet.yaml"
-    if text is not None:
-        inv.write_text(text)
-    reports = tmp_path / "reports"
-    args = [command] + ([bundles("mlp", "x86-cpu"), "--reports", reports] if command == "push" else [])
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/config of the machine running the tests
-    proc = invoke(tmp_path, monkeypatch, *args, "-i", inv, *extra)
-    assert_one_line(proc, 2, expect)
-    assert not reports.exists()
-    assert_nothing_left(tmp_path)
-
-
 # ---------------------------------------------------------------------------- security
 
 def test_no_torch_load_without_weights_only_and_no_pickles():
@@ -468,27 +413,6 @@ def test_no_torch_load_without_weights_only_and_no_pickles():
         if re.search(r"^\s*import pickle|^\s*from pickle|pickle\.loads?\(", text, re.M):
             offenders.append(f"{path.relative_to(REPO)}: pickle")
     assert offenders == []
-
-
-def test_push_extracts_archives_with_the_data_filter(tmp_path, bundles, monkeypatch):
-    """The fleet path (open_bundle) goes through the same safe extraction as selftest."""
-    from packager.bundle import make_archive
-    from packager.fleet import rollout
-
-    arc = make_archive(bundles("mlp", "x86-cpu"), tmp_path / "b.tar.gz")
-    seen = []
-    real = tarfile.TarFile.extractall
-
-    def spy(self, path=".", members=None, *, numeric_owner=False, filter=None):
-        seen.append(filter)
-        return real(self, path, members, numeric_owner=numeric_owner, filter=filter)
-    monkeypatch.setattr(tarfile.TarFile, "extractall", spy)
-    b = rollout.open_bundle(str(arc))
-    try:
-        assert seen == ["data"] and b.manifest["name"] == "mlp"
-    finally:
-        b.cleanup()
-    assert not os.path.exists(b.tmpdir)
 
 
 def _key_body(private_key: Path) -> list[str]:

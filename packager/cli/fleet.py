@@ -13,34 +13,16 @@ LIMIT_HELP = "hosts or groups, comma-separated, globs allowed, !name excludes"
 
 
 def _hosts(inventory: Path, limit: Optional[str]):
-    from ..fleet import inventory as inv_mod
+    from ..fleet import load_inventory
 
-    inv = guarded(inv_mod.load, str(inventory))
+    inv = guarded(load_inventory, str(inventory))
     return guarded(inv.select, limit)
 
 
 def _options(**kw):
-    from ..errors import UsageError
-    from ..fleet.rollout import FleetOptions
+    from ..fleet import FleetOptions
 
-    if kw.get("forks", 1) < 1:
-        raise UsageError(f"--forks must be >= 1, got {kw['forks']}", hint="pass --forks 16")
-    if kw.get("canary", 0) < 0:
-        raise UsageError(f"--canary must be >= 0, got {kw['canary']}", hint="pass --canary 1")
-    mf = kw.get("max_fail")
-    if mf is not None and not 0 <= mf <= 100:
-        raise UsageError(f"--max-fail is a percentage 0..100, got {mf}", hint="pass --max-fail 10")
-    return FleetOptions(**kw)
-
-
-def _each_device(action: str, inventory, limit, forks, known_hosts, connect_timeout, as_json) -> None:
-    """status / rollback: the same options, one rollout function each."""
-    from ..fleet import rollout
-
-    hosts = _hosts(inventory, limit)
-    opts = guarded(_options, forks=forks, connect_timeout=connect_timeout,
-                   known_hosts=str(known_hosts) if known_hosts else None)
-    _emit(guarded(getattr(rollout, action), hosts, opts), as_json)
+    return guarded(FleetOptions, **kw)
 
 
 def _short(rid: Optional[str]) -> str:
@@ -77,7 +59,7 @@ def _emit(result, as_json: bool) -> None:
         else:
             header = ["HOST", "STATUS", "STEP", "CURRENT", "VERDICT", "P50 MS", "SECONDS", "REASON"]
         echo(table(rows, header))
-        summary = result.to_dict()["summary"]
+        summary = result.summary()
         echo(f"{result.action}: " + ", ".join(f"{n} {s}" for s, n in summary.items())
                    + f" in {result.seconds:.1f}s")
     if result.halted:
@@ -87,6 +69,25 @@ def _emit(result, as_json: bool) -> None:
             hint = f" (fix: {d.hint})" if d.hint else ""
             err(f"edgepack: {d.reason}{hint}")
     raise typer.Exit(result.exit_code)
+
+
+def _device_command(action: str):
+    """status / rollback: the same options, one library function each."""
+    def command(
+        inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
+        limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
+        forks: int = typer.Option(16, "--forks", "-f"),
+        known_hosts: Optional[Path] = typer.Option(None, "--known-hosts"),
+        connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
+    ):
+        from .. import fleet
+
+        hosts = _hosts(inventory, limit)
+        opts = _options(forks=forks, connect_timeout=connect_timeout,
+                        known_hosts=str(known_hosts) if known_hosts else None)
+        _emit(guarded(getattr(fleet, action), hosts, opts), as_json)
+    return command
 
 
 def register(app: typer.Typer) -> None:
@@ -113,39 +114,19 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
     ):
         """Push a bundle to devices: stage, verify, self-test, activate only on a pass."""
-        from ..fleet import rollout
+        from ..fleet import push as push_bundle
 
         hosts = _hosts(inventory, limit)
-        opts = guarded(_options, forks=forks, canary=canary, max_fail=max_fail,
-                       known_hosts=str(known_hosts) if known_hosts else None,
-                       accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout,
-                       selftest_timeout=selftest_timeout, reports_dir=str(reports))
-        result = guarded(rollout.push, str(bundle), hosts, opts)
-        _emit(result, as_json)
+        opts = _options(forks=forks, canary=canary, max_fail=max_fail,
+                        known_hosts=str(known_hosts) if known_hosts else None,
+                        accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout,
+                        selftest_timeout=selftest_timeout, reports_dir=str(reports))
+        _emit(guarded(push_bundle, str(bundle), hosts, opts), as_json)
 
-    @app.command()
-    def status(
-        inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
-        limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
-        forks: int = typer.Option(16, "--forks", "-f"),
-        known_hosts: Optional[Path] = typer.Option(None, "--known-hosts"),
-        connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
-        as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
-    ):
-        """What is current on each device, its last verdict and p50 latency."""
-        _each_device("status", inventory, limit, forks, known_hosts, connect_timeout, as_json)
-
-    @app.command()
-    def rollback(
-        inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
-        limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
-        forks: int = typer.Option(16, "--forks", "-f"),
-        known_hosts: Optional[Path] = typer.Option(None, "--known-hosts"),
-        connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
-        as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
-    ):
-        """Switch each device back to its `previous` release (and remember the current one)."""
-        _each_device("rollback", inventory, limit, forks, known_hosts, connect_timeout, as_json)
+    for action, doc in (("status", "What is current on each device, its last verdict and p50 latency."),
+                        ("rollback", "Switch each device back to its `previous` release (and remember "
+                                     "the current one).")):
+        app.command(name=action, help=doc)(_device_command(action))
 
     @app.command()
     def keygen(

@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +32,7 @@ import pytest
 
 from agent.manifest import release_id as _release_id
 from packager.bundle import pid_alive
-from packager.fleet import rollout
+from packager.fleet import FleetOptions
 from packager.fleet.inventory import parse
 
 REPO = Path(__file__).resolve().parents[2]
@@ -422,7 +422,7 @@ def opts(fleet, tmp_path, **kw):
     base = dict(known_hosts=str(fleet.known_hosts), reports_dir=str(tmp_path / "reports"),
                 connect_timeout=5, forks=16)
     base.update(kw)
-    return rollout.FleetOptions(**base)
+    return FleetOptions(**base)
 
 
 def current_of(dev, root) -> str | None:
@@ -438,3 +438,23 @@ def leftovers(dev, root) -> list[str]:
     if stage.exists():
         out += [str(p) for p in stage.iterdir()]
     return out
+
+
+def watch_for_part(top: Path, action, name="blob.bin.part", timeout=20.0):
+    """In a thread: as soon as the partial upload `name` appears under top, run action()."""
+    fired = threading.Event()
+
+    def loop():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if any(p.stat().st_size > 0 for p in top.rglob(name)):
+                    action()
+                    fired.set()
+                    return
+            except OSError:
+                pass
+            time.sleep(0.002)
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    return th, fired

@@ -2,7 +2,7 @@
 device's `current` is the last good release AND still runs, nothing partial is left, the result
 says what happened, the other devices were not held up, and no secret leaks anywhere.
 
-docs/RELIABILITY.md lists every case with its test (this file and test_fleet_ssh.py).
+docs/RELIABILITY.md lists every case with its test (this file and the other tests/fleet files).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from fleet_harness import current_of, derive, hosts, leftovers, opts, rid, run_cli
-from packager.fleet import rollout
+from packager.fleet import push
 
 
 def assert_current_runs(fleet, dev, root, rid):
@@ -56,9 +56,9 @@ def test_parity_failure_on_the_device_keeps_current_which_still_runs(fleet, bund
     dev = fleet.devices[0]
     hs = hosts({"p": (dev, {})}, root)
     v1 = bundle_set["v1"]
-    assert rollout.push(str(v1), hs, opts(fleet, tmp_path)).exit_code == 0
+    assert push(str(v1), hs, opts(fleet, tmp_path)).exit_code == 0
     bad = _parity_broken(v1, tmp_path / "parity")
-    res = rollout.push(str(bad), hs, opts(fleet, tmp_path))
+    res = push(str(bad), hs, opts(fleet, tmp_path))
     d = res.devices[0]
     assert res.exit_code == 1 and d.status == "failed" and d.step == "selftest"
     assert "parity: output 'y'" in d.reason and d.hint
@@ -77,17 +77,17 @@ def test_two_pushes_at_once_the_second_is_refused(fleet, bundle_set, tmp_path):
     dev = fleet.devices[1]
     hs = hosts({"t": (dev, {})}, root)
     v1 = bundle_set["v1"]
-    assert rollout.push(str(v1), hs, opts(fleet, tmp_path)).exit_code == 0
+    assert push(str(v1), hs, opts(fleet, tmp_path)).exit_code == 0
     first: dict = {}
     th = threading.Thread(target=lambda: first.update(
-        r=rollout.push(str(bundle_set["hang"]), hs, opts(fleet, tmp_path, selftest_timeout=8))))
+        r=push(str(bundle_set["hang"]), hs, opts(fleet, tmp_path, selftest_timeout=8))))
     th.start()
     stage = dev.path(root) / "stage" / rid(bundle_set["hang"])
     deadline = time.monotonic() + 30
     while not (stage / "agent" / "selftest.py").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     t0 = time.monotonic()
-    second = rollout.push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).devices[0]
+    second = push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).devices[0]
     assert time.monotonic() - t0 < 10  # refused at once, not queued behind the first
     th.join(timeout=90)
     assert second.status == "failed" and second.step == "lock"
@@ -98,7 +98,7 @@ def test_two_pushes_at_once_the_second_is_refused(fleet, bundle_set, tmp_path):
     assert not (dev.path(root) / "releases" / rid(bundle_set["v2"])).exists()
     assert_current_runs(fleet, dev, root, rid(v1))
     # the lock died with its holder: the next push goes through
-    assert rollout.push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).exit_code == 0
+    assert push(str(bundle_set["v2"]), hs, opts(fleet, tmp_path)).exit_code == 0
 
 
 def test_connect_faults_do_not_hold_up_the_others(fleet, bundle_set, tmp_path):
@@ -123,7 +123,7 @@ def test_connect_faults_do_not_hold_up_the_others(fleet, bundle_set, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
                    check=True)
     t0 = time.monotonic()
-    res = rollout.push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path))
+    res = push(str(bundle_set["v1"]), hs, opts(fleet, tmp_path))
     got = {d.host: d for d in res.devices}
     assert res.exit_code == 3
     assert got["good"].status == "activated" and got["good"].seconds < 30
@@ -220,7 +220,7 @@ def test_device_tree_not_writable_by_others_even_from_a_loose_root(fleet, bundle
     dev.chown_tree(top)
     hs = hosts({"m": (dev, {})}, root)
     v1 = bundle_set["v1"]
-    res = rollout.push(str(v1), hs, opts(fleet, tmp_path))
+    res = push(str(v1), hs, opts(fleet, tmp_path))
     assert res.exit_code == 0, res.devices[0].reason
     for p in [top] + list(top.rglob("*")):
         if p.is_symlink():
@@ -245,7 +245,7 @@ def test_hostile_file_names_in_a_bundle_never_reach_a_shell(fleet, bundle_set, t
     root = "~/ep-rel-names"
     dev = fleet.devices[7]
     hs = hosts({"n": (dev, {})}, root)
-    res = rollout.push(str(weird), hs, opts(fleet, tmp_path))
+    res = push(str(weird), hs, opts(fleet, tmp_path))
     assert res.exit_code == 0, res.devices[0].reason
     assert (dev.path(root) / "current" / odd).read_bytes() == b"data"
     assert not list(dev.home.rglob("pwned*")) and not list(Path("/tmp").glob("pwned*"))

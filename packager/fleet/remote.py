@@ -1,0 +1,193 @@
+"""One device over one transport: agent/device.py's commands, their JSON answers, the lock.
+
+device.py is sent with every command (`python3 -B -c SOURCE COMMAND --root ROOT ...`), so a
+device needs nothing of edgepack installed; each command prints one JSON object
+(`{"ok": true, ...}` or `{"ok": false, "error": ...}`) as its last line. `session()` is the
+connect -> lock -> ... -> unlock -> close frame every fleet command runs a device in.
+"""
+from __future__ import annotations
+
+import base64
+import getpass
+import importlib.util
+import json
+import os
+import socket
+import threading
+import zlib
+from contextlib import contextmanager
+from typing import Callable, Optional
+
+from packager.errors import EXIT_CHECK_FAILED, EdgepackError
+from packager.fleet.inventory import Host
+from packager.fleet.results import DeviceResult
+from packager.fleet.transports import Transport
+
+HEARTBEAT_SECONDS = 5.0
+LEASE_TTL_SECONDS = 30.0
+DEVICE_COMMAND_TIMEOUT = 300.0
+
+_DEVICE_SRC: Optional[str] = None
+
+
+class DeviceRefused(EdgepackError):
+    """The device (or the host on its behalf) refused a step; fails that device only."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+def device_source() -> str:
+    """agent/device.py, sent as `python3 -c SOURCE` (zlib + base64): works before any bundle is on the device."""
+    global _DEVICE_SRC
+    if _DEVICE_SRC is None:
+        spec = importlib.util.find_spec("agent.device")
+        if spec is None or not spec.origin:
+            raise EdgepackError("agent/device.py not found next to the packager",
+                                hint="reinstall edgepack")
+        with open(spec.origin, "rb") as f:
+            packed = base64.b64encode(zlib.compress(f.read(), 9)).decode("ascii")
+        # Compressed: this line travels with every device command (29 kB -> 11 kB).
+        _DEVICE_SRC = ("import base64,zlib;exec(compile(zlib.decompress(base64.b64decode('%s')),"
+                       "'agent/device.py','exec'))" % packed)
+    return _DEVICE_SRC
+
+
+def holder_name() -> str:
+    return f"edgepack push by {getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+
+
+class Device:
+    def __init__(self, host: Host, transport: Transport):
+        self.host, self.t = host, transport
+        self.root = host.root  # the lock answers the expanded root ('~' resolved on the device)
+        self.lease_token: Optional[str] = None
+        self._lease_proc = None
+        self._stop = threading.Event()
+        self._beat: Optional[threading.Thread] = None
+
+    def argv(self, command: str, *args: str) -> list:
+        return self.host.python + ["-B", "-c", device_source(), command, "--root", self.root] + \
+            list(args)
+
+    def call(self, command: str, *args: str, timeout: float = DEVICE_COMMAND_TIMEOUT,
+             lease: bool = True) -> dict:
+        """Run a device.py command (under our lease); its answer, or DeviceRefused."""
+        r, data = self._run(command, args, timeout, lease)
+        if data is None:
+            raise DeviceRefused(f"{self.host.name}: device command {command!r} failed "
+                                f"(exit {r.rc}): {tail(r.stderr) or tail(r.stdout) or 'no output'}",
+                                hint=python_hint(self.host, r.rc, r.stderr))
+        if not data.get("ok"):
+            raise DeviceRefused(f"{self.host.name}: {data.get('error') or command + ' refused'}",
+                                hint=None)
+        return data
+
+    def selftest(self, release_id: str, timeout: float) -> dict:
+        """`stage-selftest`: the agent's self-test of the stage, killed on the device after
+        `timeout`. Its answer as it is: {"ok", "error", "report", "report_file"}."""
+        r, out = self._run("stage-selftest", ("--id", release_id, "--timeout", str(timeout)),
+                           timeout + 60, lease=True)
+        if out is None:
+            raise DeviceRefused(f"{self.host.name}: self-test runner failed (exit {r.rc}): "
+                                f"{tail(r.stderr) or 'no output'}")
+        return out
+
+    def _run(self, command: str, args: tuple, timeout: float, lease: bool):
+        if lease and self.lease_token:
+            args += ("--lease", self.lease_token)
+        r = self.t.run(self.argv(command, *args), timeout=timeout)
+        return r, last_json(r.stdout)
+
+    def facts(self, stage: str) -> dict:
+        """`python3 -m agent facts --json` from the stage: Python, arch, numpy, runtimes."""
+        r = self.t.run(self.host.python + ["-B", "-m", "agent", "facts", "--json"], cwd=stage,
+                       timeout=120)
+        try:
+            facts = json.loads(r.stdout)
+        except ValueError:
+            facts = None
+        if r.rc != 0 or not isinstance(facts, dict):
+            raise DeviceRefused(f"{self.host.name}: `agent facts` failed (exit {r.rc}): "
+                                f"{tail(r.stderr) or 'no output'}",
+                                hint=python_hint(self.host, r.rc, r.stderr))
+        return facts
+
+    # -- the lock: held while the channel lives and heartbeats arrive
+    def lock(self, ttl: float = LEASE_TTL_SECONDS):
+        proc = self.t.start(self.argv("lock", "--ttl", str(ttl), "--holder", holder_name()))
+        data = last_json(proc.readline(timeout=60))
+        if data is None:
+            err = proc.stderr_tail()
+            proc.close()
+            raise DeviceRefused(f"{self.host.name}: cannot start the edgepack lock on the device: "
+                                f"{tail(err) or 'no answer'}",
+                                hint=python_hint(self.host, 127, err))
+        if not data.get("ok"):
+            proc.close()
+            raise DeviceRefused(f"{self.host.name}: {data.get('error')}",
+                                hint="wait for the other push to finish, then retry")
+        self.lease_token, self.root, self._lease_proc = data["token"], data["root"], proc
+        self._beat = threading.Thread(target=self._heartbeat, args=(ttl,), daemon=True)
+        self._beat.start()
+        return data
+
+    def _heartbeat(self, ttl: float):
+        interval = min(HEARTBEAT_SECONDS, ttl / 3)
+        while not self._stop.wait(interval):
+            try:
+                self._lease_proc.write(b".\n")
+            except Exception:  # noqa: BLE001 - the link is gone; the main thread will see it
+                return
+
+    def unlock(self):
+        self._stop.set()
+        if self._lease_proc is not None:
+            try:
+                self._lease_proc.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._lease_proc = None
+        self.lease_token = None
+
+
+@contextmanager
+def session(host: Host, connect: Callable[[Host], Transport], res: DeviceResult, lock: bool):
+    """Connect (and take the device lock): the Device; unlocked and disconnected on the way out,
+    whatever happens. `res.step` says how far it got."""
+    res.step = "connect"
+    t = connect(host)
+    try:
+        dev = Device(host, t)
+        if lock:
+            res.step = "lock"
+            dev.lock()
+        try:
+            yield dev
+        finally:
+            dev.unlock()
+    finally:
+        t.close()
+
+
+def last_json(text: str):
+    for line in reversed((text or "").strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def tail(text: str, n: int = 2) -> str:
+    lines = [x.strip() for x in (text or "").strip().splitlines() if x.strip()]
+    return " | ".join(lines[-n:])[-400:]
+
+
+def python_hint(host: Host, rc: int, stderr: str) -> str:
+    if rc == 127 or "not found" in (stderr or "") or "No such file" in (stderr or ""):
+        return (f"install Python >= 3.8 on {host.name} or set ansible_python_interpreter "
+                f"(now {' '.join(host.python)})")
+    return "run the same command by hand on the device with --debug to see more"

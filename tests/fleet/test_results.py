@@ -1,0 +1,51 @@
+"""DeviceResult / FleetResult: exit codes, the host mapping, the --json form."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from packager.fleet import DeviceResult, FleetResult, TransportError
+from packager.fleet.results import recording
+
+
+def test_fleet_result_exit_codes():
+    R = DeviceResult
+    mk = lambda *s: FleetResult("push", [R(host=str(i), status=x) for i, x in enumerate(s)])  # noqa: E731
+    assert mk("activated", "unchanged").exit_code == 0
+    assert mk("activated", "failed").exit_code == 3
+    assert mk("activated", "skipped").exit_code == 3
+    assert mk("failed", "skipped").exit_code == 1
+
+
+# The --json contract: exactly these keys, per device and for the whole result.
+DEVICE_KEYS = {"host", "status", "step", "reason", "hint", "release_id", "current", "previous",
+               "uploaded_files", "uploaded_bytes", "reused_files", "seconds", "verdict", "p50_ms",
+               "report_file", "facts", "detail"}
+
+
+def test_fleet_result_maps_hosts_to_results_and_errors():
+    ok, bad = DeviceResult(host="cam1", status="activated"), DeviceResult(host="cam2", step="lock")
+    bad.fail(TransportError("device is busy", hint="wait"))
+    res = FleetResult("push", [ok, bad, DeviceResult.skipped("cam3", "canary failed")])
+    assert list(res) == ["cam1", "cam2", "cam3"] and len(res) == 3 and "cam2" in res
+    assert res["cam2"] is bad and isinstance(res["cam2"].error, TransportError)
+    assert bad.reason == "cam2: device is busy" and bad.hint == "wait"  # named after its host
+    assert list(res.succeeded) == ["cam1"] and list(res.failed) == ["cam2", "cam3"]
+    assert res["cam3"].reason == "cam3: not started: canary failed"
+    with pytest.raises(KeyError):
+        res["nope"]
+    out = res.to_dict()
+    assert set(out) == {"action", "bundle", "halted", "seconds", "exit_code", "summary", "devices"}
+    assert all(set(d) == DEVICE_KEYS for d in out["devices"])
+    assert out["summary"] == {"activated": 1, "failed": 1, "skipped": 1} and out["exit_code"] == 3
+    json.dumps(out)
+
+
+def test_recording_keeps_every_error_on_the_device():
+    res = DeviceResult(host="cam1", step="upload")
+    with recording(res):
+        raise KeyError("stage")
+    assert res.status == "failed" and isinstance(res.error, KeyError)
+    assert res.reason == "cam1: unexpected KeyError in upload: 'stage'"
+    assert "--debug" in res.hint and res.seconds >= 0
