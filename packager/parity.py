@@ -8,14 +8,14 @@ from __future__ import annotations
 from agent import parity as core
 from agent import runtimes
 
-from .errors import CheckFailed, ConversionError
+from .errors import CheckFailed, ConversionError, short
+from . import formats
 from .formats import Artifact
 
 
 def load_on_host(art: Artifact, settings: dict):
     """The artifact's runtime on the host's CPU, with the profile's other settings."""
-    host_settings = dict(settings)
-    host_settings["providers"] = ["CPUExecutionProvider"]  # the host judges on CPU
+    host_settings = formats.get(art.format).host_settings(settings)  # the host judges on its CPU
     try:
         rt, _ = runtimes.load_timed(art.runtime, str(art.path), host_settings)
     except (runtimes.RuntimeMissing, runtimes.RuntimeLoadError) as exc:
@@ -33,7 +33,7 @@ def run_artifact(art: Artifact, samples: list[dict], settings: dict, rt=None) ->
             results.append(rt.run(feeds))
         except Exception as exc:
             raise ConversionError(f"the converted model fails to run on the host: {type(exc).__name__}: "
-                                  f"{' '.join(str(exc).split())[:300]}",
+                                  f"{short(exc)}",
                                   "the conversion lost something the model needs; try --precision fp32") from exc
     return results
 

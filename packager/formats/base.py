@@ -86,6 +86,10 @@ class Backend:
         """The runtime settings the device agent gets (manifest runtime_settings)."""
         return profile.runtime.to_dict()
 
+    def host_settings(self, settings: dict) -> dict:
+        """The runtime settings for judging the model on the build host's CPU."""
+        return {**settings, "providers": ["CPUExecutionProvider"]}
+
     def options_of(self, profile: "Profile") -> Any:
         return profile.format_options(self.format)
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import SourceError, short
 from ..formats import SourceKind
 from ..specs import TensorSpec, guess_layout
-from . import SourceModel
+from .model import SourceModel
 from .common import clean_name, require_torch, torch_runner
 
 log = logging.getLogger(__name__)

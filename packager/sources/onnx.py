@@ -8,7 +8,7 @@ from agent.manifest import sha256_file  # one hashing routine for host and devic
 from ..errors import SourceError, short
 from ..formats import SourceKind
 from ..formats.onnx.io import graph_io, opset_of
-from . import SourceModel
+from .model import SourceModel
 from .common import apply_shapes, clean_name
 
 

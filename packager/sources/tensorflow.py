@@ -15,7 +15,7 @@ from agent.manifest import sha256_file
 from ..errors import SourceError, short
 from ..formats import SourceKind
 from ..specs import TensorSpec, guess_layout
-from . import SourceModel
+from .model import SourceModel
 from .common import apply_shapes, clean_name
 
 
