@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from packager.errors import short
+
 from . import common
 from .probe import build, edgepack_cmd
 
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
                     fn(fp32, out)
                     variants[name] = out
                 except Exception as exc:  # a default that fails is a finding, not a crash
-                    errors[name] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                    errors[name] = f"{type(exc).__name__}: {short(exc, 200)}"
             # pseudo-bundles: the fp32 bundle with its model swapped, so bare_loop opens every
             # variant with the same settings and feeds
             dirs = {}
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
                 try:
                     cos[name] = _cosines(ref, _outputs(model, evals))
                 except Exception as exc:
-                    errors[name] = f"does not run: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                    errors[name] = f"does not run: {type(exc).__name__}: {short(exc, 200)}"
             for rep in range(reps):
                 res.sample_load(f"quant {kind} rep {rep + 1}")
                 order = list(dirs)

@@ -13,14 +13,16 @@ import agent
 
 from . import __version__
 
-# Packages whose versions a build records (the ones present are listed).
-TOOLCHAIN = ("numpy", "onnx", "onnxruntime", "onnxconverter-common", "torch", "tensorflow-cpu", "tensorflow",
-             "keras", "tf2onnx", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "openvino", "onnxslim")
+# Packages whose versions a build records besides each backend's own (Backend.packages).
+TOOLCHAIN = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx")
 
 
 def toolchain() -> dict:
+    from . import formats
+
     out = {"python": platform.python_version(), "edgepack": __version__}
-    for name in TOOLCHAIN:
+    names = list(TOOLCHAIN) + [p for b in formats.all_backends() for p in b.packages]
+    for name in dict.fromkeys(names):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -73,6 +73,7 @@ class Backend:
     needs_static_shapes: ClassVar[bool] = False   # its converters want every size fixed in the graph
     changes_layout: ClassVar[bool] = False        # honours the profile's `layout: NHWC` for NCHW inputs
     alternative: ClassVar[str] = "another format"  # what to suggest when this format cannot be made
+    packages: ClassVar[tuple[str, ...]] = ()       # distributions whose versions the manifest records
     exporters: ClassVar[dict[SourceKind, Exporter]] = {}
     converters: ClassVar[dict[Format, Converter]] = {}   # from another format's artifact
     refusals: ClassVar[dict[SourceKind, tuple[str, str]]] = {}   # kind -> (why, fix)

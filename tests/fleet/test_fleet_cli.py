@@ -11,7 +11,7 @@ import pytest
 
 from fleet_harness import rid, run_cli
 from packager.fleet import SSHTransport
-from test_reliability import (BAD_BUNDLES, _make_bad_bundle, _write, assert_nothing_left,
+from badinput import (BAD_BUNDLES, _make_bad_bundle, _write, assert_nothing_left,
                               assert_one_line, invoke)
 
 

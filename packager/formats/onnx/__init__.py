@@ -23,6 +23,7 @@ class OnnxBackend(Backend):
     model_file = "model.onnx"
     options = OnnxOptions
     alternative = "TF-Lite (--format tflite) or TorchScript (--format torchscript)"
+    packages = ("onnx", "onnxruntime", "onnxconverter-common")
     exporters = {
         SourceKind.ONNX: export.from_onnx,
         SourceKind.TORCH: export.from_torch,

@@ -26,6 +26,7 @@ class OpenvinoBackend(Backend):
     precisions = ("fp32", "fp16")
     options = OpenvinoOptions
     alternative = "ONNX: --profile x86-cpu (onnxruntime), or --format onnx"
+    packages = ("openvino",)
     exporters = {SourceKind.ONNX: export.from_onnx_source}
     # PyTorch, TorchScript, ExportedProgram and TF sources go through their ONNX export (names kept).
     converters = {Format.ONNX: export.from_onnx}

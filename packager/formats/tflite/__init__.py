@@ -26,6 +26,7 @@ class TfliteBackend(Backend):
     needs_static_shapes = True     # onnx2tf: a symbolic batch stays -1 in the signature
     changes_layout = True          # honours `layout: NHWC` (litert-torch wrapper, onnx2tf)
     alternative = "ONNX: --profile x86-cpu, or --format onnx"
+    packages = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
     exporters = {
         SourceKind.TORCH: export.from_torch,
         SourceKind.EXPORTED: export.from_torch,

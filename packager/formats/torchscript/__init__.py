@@ -27,6 +27,7 @@ class TorchscriptBackend(Backend):
     model_file = "model.pt"
     options = TorchscriptOptions
     alternative = "ONNX: --profile jetson (ONNX fp16 on TensorRT/CUDA), or --format onnx"
+    packages = ("torch",)
     exporters = {
         SourceKind.TORCH: export.from_module,
         SourceKind.EXPORTED: export.from_module,
