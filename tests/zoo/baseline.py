@@ -47,7 +47,15 @@ def run(argv: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | No
     return rc, out, err, time.monotonic() - t0
 
 
+# Third-party messages that reach stderr through edgepack's log handler (so they carry its prefix).
+RELAYED = re.compile(r"Expected bias|Please consider|pre-processing before quantization|to be an initializer|"
+                     r"Quantization parameters for tensor|Inference failed or unsupported type|"
+                     r"symbolic shape inference")
+
+
 def own(line: str) -> bool:
+    if line.startswith("edgepack:") and RELAYED.search(line):
+        return False
     return line.startswith("edgepack") or line.startswith("warning: ") or line.startswith("[agent")
 
 
@@ -68,10 +76,11 @@ def summarize_chatter(lines: list[str], keep: int = 4) -> dict:
 
 def error_line(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    fixes = [ln for ln in lines if ln.startswith("edgepack:") and "(fix:" in ln]
     mine = [ln for ln in lines if ln.startswith("edgepack:") and not re.match(
-        r"edgepack: (loading|running the original|converting|quantizing|host parity|writing|timing|"
+        r"edgepack: (loading|running the original|converting|quantizing|host parity on|writing|timing|"
         r"calibrating|checking)", ln)]
-    line = mine[-1] if mine else (lines[-1] if lines else "(no output)")
+    line = (fixes or mine or lines or ["(no output)"])[-1]
     return line[:300]
 
 
