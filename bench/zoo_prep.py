@@ -338,9 +338,24 @@ def tflite_vs_onnx(tfl: Path, onnx_path: Path, case: zoo.Case) -> dict:
         return {}
     feeds = samples(case)
     ref = run_model(onnx_path, feeds)
+    onames = [o.name for o in session(onnx_path).get_outputs()]
     it = Interpreter(model_path=str(tfl))
-    run = it.get_signature_runner()
-    details = run.get_input_details()
+    if not it.get_signature_list():
+        # no SignatureDef (seen: PP-OCRv4 rec): one input, outputs in ONNX order
+        it.allocate_tensors()
+        ind, outd = it.get_input_details(), it.get_output_details()
+
+        def run(**kw):
+            for d, a in zip(ind, kw.values()):
+                it.set_tensor(d["index"], a)
+            it.invoke()
+            return {on: it.get_tensor(d["index"]) for on, d in zip(onames, outd)}
+        details = {i.name: {"shape": d["shape"], "dtype": d["dtype"]}
+                   for i, d in zip(session(onnx_path).get_inputs(), ind)}
+        onames = [o.name for o in session(onnx_path).get_outputs()]
+    else:
+        run = it.get_signature_runner()
+        details = run.get_input_details()
     onames = [o.name for o in session(onnx_path).get_outputs()]
     worst = {}
     for f, r in zip(feeds, ref):
@@ -390,6 +405,10 @@ class Reader:
     def rewind(self):
         self.i = 0
 
+    def __iter__(self):   # qdq_loss_debug.collect_activations iterates the reader
+        while (item := self.get_next()) is not None:
+            yield item
+
 
 RECIPES = {
     "static_minmax_pertensor": dict(kind="static", per_channel=False, method="MinMax"),
@@ -414,6 +433,12 @@ def prepared(case: zoo.Case) -> Path:
     if not src.is_file():
         src = fix_shapes(case)
     m = onnx.load(str(src))
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        # measured: per-channel QDQ on the opset-12 paddle2onnx det/rec writes DequantizeLinear(axis=...)
+        # for biases, which opset 12 lacks ("Unrecognized attribute: axis"): the graph is invalid
+        from onnx import version_converter
+        m = version_converter.convert_version(m, 13)
     try:
         m = SymbolicShapeInference.infer_shapes(m, auto_merge=True)
     except Exception:  # noqa: BLE001
@@ -543,15 +568,99 @@ def qdq(case: zoo.Case, recipe: str = "static_minmax_perchannel", threshold_db: 
     return res
 
 
+# ----------------------------------------------------------------------------- report
+
+def _f(x, nd=5):
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        if x != x:
+            return "nan (all 0)"
+        return f"{x:.{nd}g}" if abs(x) < 1e-3 or abs(x) >= 1e4 else f"{x:.{nd}f}".rstrip("0").rstrip(".")
+    return str(x)
+
+
+def report() -> str:
+    r = load_results()
+    out = ["# Graph preparation and int8 on the real-model zoo (measured)", "",
+           "Numbers from `bench/zoo_prep.py` (raw: bench/results/zoo_prep.json). Each model fixed to the shapes of "
+           "its sample data (batch 1; silero's audio length stays symbolic, see KEEP_SYMBOLIC). Host: 2 shared cores, "
+           "loaded by other jobs: seconds are indicative.", ""]
+    out += ["## Simplifiers (`bench/zoo_prep.py simplify`)", "",
+            "| model | nodes fixed | onnxslim 0.1.98: s / nodes / max abs vs original | onnxsim 0.8.1: s / nodes / max abs |",
+            "|---|---|---|---|"]
+    for k, v in r.get("simplify", {}).items():
+        if "fixed" not in v:
+            out.append(f"| {k} | {v} | | |"); continue
+        cells = []
+        for t in ("onnxslim", "onnxsim"):
+            x = v.get(t, {})
+            cells.append(f"FAIL {x['failed']}" if "failed" in x else
+                         f"{x.get('seconds')} s / {x.get('nodes')} ({x.get('Constant')} Constant) / {_f(x.get('max_abs_vs_original'))}")
+        out.append(f"| {k} | {v['fixed']['nodes']} ({v['fixed']['Constant']} Constant, {v['fixed']['Shape']} Shape) | "
+                   + " | ".join(cells) + " |")
+    out += ["", "## ORT symbolic shape inference (auto_merge=True) and quant_pre_process (`shapes`)", "",
+            "| model | variant | SymbolicShapeInference | quant_pre_process (auto_merge=True) | nodes after |", "|---|---|---|---|---|"]
+    for k, v in r.get("shapes", {}).items():
+        for var, x in v.items():
+            out.append(f"| {k} | {var} | {x.get('symbolic')} | {x.get('pre_process')} | {x.get('pre_process_nodes', '')} |")
+    out += ["", "## onnx2tf 1.29.24 on the static graph (`onnx2tf`; edgepack's no-network child, verbose)", "",
+            "| model | graph given | result | s | stopped at (ONNX node, op) | error | TF-Lite fp32 vs ORT (min cosine, max abs) |",
+            "|---|---|---|---|---|---|---|"]
+    for k, v in r.get("onnx2tf", {}).items():
+        for var, x in v.items():
+            tv = "; ".join(f"{n}: {_f(w.get('cosine'))}, {_f(w.get('max_abs'), 3)}" if "cosine" in w else f"{n}: {w.get('note')}"
+                           for n, w in (x.get("tflite_vs_ort") or {}).items())
+            out.append(f"| {k} | {var} | {x.get('result')} | {x.get('seconds')} | {x.get('stopped_at') or ''} "
+                       f"{('(' + x['stopped_op'] + ')') if x.get('stopped_op') else ''} | "
+                       f"{(x.get('error') or '').replace('|', '/')[:160]} | {tv} |")
+    out += ["", "## int8 recipes (`int8`): cosine vs fp32 (min over the 8 samples) per output", "",
+            "Quantized graph: fixed + onnxslim + symbolic shapes. Static = quantize_static QDQ, int8 activations and "
+            "weights, 32 calibration samples (VAD 64); dynamic = quantize_dynamic, int8 weights. YOLO: box rows 0-3 "
+            "vs class-score rows 4-5 of output0 separately; `nan (all 0)` = the int8 score rows are all zero.", "",
+            "| model | recipe | s | per output: cosine_min [boxes / scores, score max abs] |", "|---|---|---|---|"]
+    for k, v in r.get("int8", {}).items():
+        for rec, x in v.items():
+            if "failed" in x:
+                out.append(f"| {k} | {rec} | | FAIL {x['failed'][:150]} |"); continue
+            cells = []
+            for on, m in x.items():
+                if not isinstance(m, dict):
+                    continue
+                c = f"{on.split('/')[-1]} {_f(m['cosine_min'])}"
+                if "box_rows_cosine_min" in m:
+                    c += f" [boxes {_f(m['box_rows_cosine_min'])} / scores {_f(m['score_rows_cosine_min'])}, {_f(m['score_rows_max_abs'], 3)}]"
+                cells.append(c)
+            out.append(f"| {k} | {rec} | {x.get('seconds')} | {'; '.join(cells)} |")
+    out += ["", "## qdq_loss_debug (`qdq`): where static int8 (per-channel MinMax, edgepack's default) breaks", "",
+            "xmodel SQNR = float tensor vs the int8 model's dequantized tensor (cumulative); qdq SQNR = the tensor "
+            "before vs after its own QDQ pair (local). First tensor in graph order under 20 dB; largest single drops.", "",
+            "| model | tensors | first < 20 dB (node, op, dB) | largest drops (node op: -dB -> dB) | outputs (dB) |", "|---|---|---|---|---|"]
+    for k, x in r.get("qdq", {}).items():
+        if "crashed" in x:
+            out.append(f"| {k} | FAIL {x['crashed'][:200]} | | | |"); continue
+        f = x.get("first_below_threshold")
+        fs = f"{f['node']} ({f['op']}) {f['xmodel_sqnr_db']}" if f else "none"
+        drops = "; ".join(f"{d['node']} {d['op']}: -{d['drop_db']} -> {d['sqnr_db']}" for d in x.get("largest_drops", [])[:4])
+        outs = "; ".join(f"{o['tensor'].split('/')[-1]} {o['xmodel_sqnr_db']}" for o in x.get("outputs", []))
+        out.append(f"| {k} | {x.get('tensors_compared')} | {fs} | {drops} | {outs} |")
+    return "\n".join(out) + "\n"
+
+
 # ----------------------------------------------------------------------------- main
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["simplify", "shapes", "onnx2tf", "o2tf_check", "int8", "qdq", "all"])
+    ap.add_argument("what", choices=["simplify", "shapes", "onnx2tf", "o2tf_check", "int8", "qdq", "all", "report"])
     ap.add_argument("--only", default="")
     ap.add_argument("--recipes", default="")
     ap.add_argument("--variants", default="onnxslim,onnxsim,fixed")
     a = ap.parse_args()
+    if a.what == "report":
+        md = report()
+        (ROOT / "bench" / "zoo_prep.md").write_text(md)
+        print(md)
+        return
     names = [s for s in a.only.split(",") if s] or ONNX_CASES
     for name in names:
         case = zoo.BY_NAME[name]
@@ -560,7 +669,9 @@ def main() -> None:
             t0 = time.perf_counter()
             print(f"== {name} {step}", file=sys.stderr, flush=True)
             try:
-                if step == "onnx2tf":
+                if step == "o2tf_check":
+                    r = o2tf_check(case)
+                elif step == "onnx2tf":
                     r = onnx2tf(case, tuple(a.variants.split(",")))
                 elif step == "int8":
                     r = int8(case, [s for s in a.recipes.split(",") if s] or None)
