@@ -56,7 +56,14 @@ def cmd_selftest(args):
     if args.warmup is not None:
         overrides["warmup_runs"] = args.warmup
         overrides["warmup_seconds"] = 0.0
-    report, code = selftest.run(args.bundle, overrides)
+    runtime = {}
+    if args.threads is not None:
+        runtime["threads"] = args.threads
+    for key in ("providers", "delegates", "devices"):
+        value = getattr(args, key)
+        if value is not None:
+            runtime[key] = [v for v in value.split(",") if v]
+    report, code = selftest.run(args.bundle, overrides, runtime)
     if args.report:
         tmp = args.report + ".tmp"
         with open(tmp, "w") as f:
@@ -90,6 +97,10 @@ def build_parser():
     st.add_argument("--runs", type=int, help="override the probe's minimum run count")
     st.add_argument("--seconds", type=float, help="override the probe's minimum time")
     st.add_argument("--warmup", type=int, help="override warm-up runs (and drop warm-up time)")
+    st.add_argument("--threads", type=int, help="override the runtime's thread count (0 = its default)")
+    st.add_argument("--providers", help="override the execution providers / torch devices, comma-separated")
+    st.add_argument("--delegates", help="override the LiteRT delegates, comma-separated ('' for none)")
+    st.add_argument("--devices", help="override the OpenVINO devices, comma-separated")
     st.set_defaults(func=cmd_selftest)
     fa = sub.add_parser("facts", help="print device facts (arch, Python, runtimes)")
     fa.add_argument("--json", action="store_true")

@@ -22,6 +22,16 @@ def memory_bytes():
 
 
 def peak_rss_bytes():
+    """This process's peak resident memory. Linux: VmHWM of /proc/self/status, the peak of this
+    program's own memory (ru_maxrss also counts what the parent held before exec: run from a big
+    process such as `edgepack tune`, it reported the parent's size)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:

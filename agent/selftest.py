@@ -27,12 +27,15 @@ def _fail(report, status, reason):
     return report
 
 
-def run(bundle_dir, probe_overrides=None):
-    """Return (report, exit code). Never raises for a bad bundle: the report says why."""
+def run(bundle_dir, probe_overrides=None, runtime_overrides=None):
+    """Return (report, exit code). Never raises for a bad bundle: the report says why.
+
+    runtime_overrides: runtime settings that replace the manifest's (threads, providers, delegates,
+    devices): how `edgepack tune` measures one bundle under several settings."""
     started = time.perf_counter()
     report = rep.new_report(bundle_dir)
     try:
-        report = _run(bundle_dir, report, probe_overrides or {})
+        report = _run(bundle_dir, report, probe_overrides or {}, runtime_overrides or {})
     except mf.BundleUnusable as exc:
         _fail(report, "unusable", str(exc))
     except runtimes.RuntimeMissing as exc:
@@ -47,7 +50,7 @@ def run(bundle_dir, probe_overrides=None):
     return report, code
 
 
-def _run(bundle_dir, report, probe_overrides):
+def _run(bundle_dir, report, probe_overrides, runtime_overrides):
     manifest = mf.load(bundle_dir)
     report["bundle_id"] = mf.release_id(bundle_dir)
     report["bundle"].update(name=manifest["name"], version=manifest["version"],
@@ -67,7 +70,7 @@ def _run(bundle_dir, report, probe_overrides):
 
     model_path = os.path.join(bundle_dir, *manifest["model"]["path"].split("/"))
     rt, load_s = runtimes.load_timed(manifest["runtime"], model_path,
-                                     manifest.get("runtime_settings") or {})
+                                     dict(manifest.get("runtime_settings") or {}, **runtime_overrides))
     report["runtime"] = rt.describe()
     report["device"]["runtimes"] = {rt.name: {"version": rt.version,
                                               "providers": rt.providers_available}}

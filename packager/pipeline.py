@@ -38,6 +38,7 @@ class BuildOptions:
     force: bool = False
     command: str | None = None
     torchscript_mode: str | None = None     # auto | trace | script (TorchScript targets)
+    profile_patch: dict | None = None       # deep-merged into the profile (edgepack tune's candidates)
 
 
 @dataclass
@@ -51,6 +52,8 @@ def resolve_profile(opts: BuildOptions) -> profiles.Profile:
     prof = profiles.load(opts.profile)
     if opts.format or opts.precision or opts.torchscript_mode:
         prof = prof.with_overrides(opts.format, opts.precision, opts.torchscript_mode)
+    if opts.profile_patch:
+        prof = prof.with_patch(opts.profile_patch)
     return prof
 
 

@@ -144,6 +144,11 @@ class Profile:
             data.setdefault("torchscript", {})["mode"] = torchscript_mode
         return _typed(data, f"--format/--precision/--torchscript-mode for profile '{self.name}'", self.source)
 
+    def with_patch(self, patch: dict, where: str = "") -> "Profile":
+        """The profile with `patch` deep-merged into it (validated like a file): how `edgepack tune`
+        describes a candidate."""
+        return _typed(_merge(self.to_dict(), patch), where or f"a patch of profile '{self.name}'", self.source)
+
     def to_dict(self) -> dict:
         """Plain data, the shape of the YAML (what the manifest records as the resolved profile)."""
         out = {}

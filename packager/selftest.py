@@ -22,7 +22,7 @@ def clean_env() -> dict:
 
 
 def run_local(bundle: Path, python: str | None = None, runs: int | None = None,
-              seconds: float | None = None, timeout: float = 600.0) -> tuple[dict, int]:
+              seconds: float | None = None, timeout: float = 600.0, extra_args=()) -> tuple[dict, int]:
     bundle = Path(bundle)
     if not bundle.exists():
         raise BundleError(f"bundle '{bundle}' does not exist", "pass a bundle folder made by `edgepack build`")
@@ -35,6 +35,7 @@ def run_local(bundle: Path, python: str | None = None, runs: int | None = None,
             cmd += ["--runs", str(runs)]
         if seconds is not None:
             cmd += ["--seconds", str(seconds)]
+        cmd += list(extra_args)
         try:
             proc = subprocess.run(cmd, cwd=str(bundle), env=clean_env(), capture_output=True, text=True,
                                   timeout=timeout)

@@ -5,6 +5,7 @@ Library code never prints; commands call these helpers.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -14,7 +15,7 @@ import typer
 
 from ..errors import EXIT_BAD_INPUT, EdgepackError, short
 
-STATE = {"debug": False}
+STATE = {"debug": False, "quiet": False}
 
 # Third-party loggers that speak only under --debug (edgepack's own warnings stay).
 NOISY_LOGGERS = ("onnxruntime", "onnx", "paramiko", "torch", "tensorflow", "absl", "h5py", "jax",
@@ -22,7 +23,7 @@ NOISY_LOGGERS = ("onnxruntime", "onnx", "paramiko", "torch", "tensorflow", "absl
 
 
 def setup_logging(debug: bool, quiet: bool) -> None:
-    STATE["debug"] = debug
+    STATE["debug"], STATE["quiet"] = debug, quiet
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)
     logging.basicConfig(level=level, format="edgepack: %(message)s", stream=sys.stderr, force=True)
     for noisy in NOISY_LOGGERS:
@@ -40,9 +41,13 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def guarded(fn, *args, **kwargs):
-    """Run a library call; EdgepackError -> one line + its exit code; anything else -> exit 2."""
+    """Run a library call; EdgepackError -> one line + its exit code; anything else -> exit 2.
+
+    While it runs, whatever a third-party library prints on stdout goes to stderr: edgepack's stdout
+    carries only its own output (the --json contract)."""
     try:
-        return fn(*args, **kwargs)
+        with contextlib.redirect_stdout(sys.stderr):
+            return fn(*args, **kwargs)
     except EdgepackError as exc:
         if STATE["debug"]:
             traceback.print_exc()
