@@ -23,6 +23,8 @@ class SourceModel:
     runner: Callable[[dict], dict] = field(repr=False, default=None)
     example: dict | None = None       # example inputs the factory returned, if any
     notes: tuple[str, ...] = ()
+    scalars: dict = field(default_factory=dict)   # forward() parameters TorchScript types int/float/bool
+    state: tuple[str, ...] = ()       # attributes forward() assigns (state kept between calls)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.runner(feeds)
