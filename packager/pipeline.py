@@ -140,9 +140,39 @@ def working_dir(path: Path):
         os.chdir(before)
 
 
+@contextlib.contextmanager
+def scratch(tmp: Path):
+    """Temp files of the libraries a build calls (Python's tempfile, TMPDIR for C++ code and child
+    processes, torch's inductor cache) go under the build's own temp folder for the block."""
+    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {"TMPDIR": str(tmp / "tmp"), "TORCHINDUCTOR_CACHE_DIR": str(tmp / "torch-cache")}
+    before_env = {k: os.environ.get(k) for k in env}
+    before_dir = tempfile.tempdir
+    os.environ.update({k: v for k, v in env.items() if k == "TMPDIR" or not os.environ.get(k)})
+    tempfile.tempdir = str(tmp / "tmp")
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before_dir
+        for k, v in before_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def build(opts: BuildOptions) -> BuildResult:
+    """A build writes nothing outside --out and its own temp folder (removed on every exit)."""
     given_out = Path(opts.out)
     opts = absolute_paths(opts)
+    with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp, scratch(Path(tmp)):
+        result = _build(opts, Path(tmp))
+    if not given_out.is_absolute():   # the bundle path as the user wrote --out
+        result.bundle = given_out / result.bundle.name
+    return result
+
+
+def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
     warnings: list[str] = []
     prof = resolve_profile(opts)
     backend = formats.get(prof.format)
@@ -171,7 +201,7 @@ def build(opts: BuildOptions) -> BuildResult:
     if not src.outputs:
         src = src.with_outputs([TensorSpec(k, v.dtype.name, list(v.shape)) for k, v in ref_outputs[0].items()])
 
-    with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp, working_dir(Path(tmp) / "cwd"):
+    with working_dir(tmp / "cwd"):
         ctx = BuildContext(source=src, profile=prof, workdir=Path(tmp), example=ref_inputs[0],
                            layout=layout.plan(src.inputs, prof, backend))
         art, step_records, pass_records = run_route(ctx, route)
@@ -223,8 +253,7 @@ def build(opts: BuildOptions) -> BuildResult:
         out = bundle.write(opts.out, f"{name}-{version}-{prof.name}", backend.bundle_files(art),
                            manifest, model_inputs, ref_outputs, force=opts.force,  # ORIGINAL outputs
                            finalize=_signer(opts.sign_key))
-    shown = out if given_out.is_absolute() else given_out / out.name   # the bundle path as the user wrote --out
-    return BuildResult(bundle=shown, manifest=bundle.load_manifest(out), warnings=warnings)
+    return BuildResult(bundle=out, manifest=bundle.load_manifest(out), warnings=warnings)
 
 
 def _signer(key: Path | None):

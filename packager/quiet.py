@@ -82,8 +82,9 @@ def install(debug: bool, level: int) -> None:
 
 
 @contextlib.contextmanager
-def third_party_output(what: str = "third-party output"):
-    """fds 1 and 2 -> a temp file for the block; replayed to the debug log afterwards. Without real
+def third_party_output(what: str = "third-party output", debug: bool = False):
+    """fds 1 and 2 -> a temp file for the block; replayed to the debug log afterwards. With debug,
+    fd 2 flows as it comes and fd 1 joins it (stdout stays for edgepack's --json). Without real
     file descriptors (an in-process test runner) or when nested, it does nothing."""
     fds = _real_fds()
     if _STATE["depth"] or fds is None:
@@ -95,12 +96,15 @@ def third_party_output(what: str = "third-party output"):
         return
     _flush()
     saved = {fd: os.dup(fd) for fd in fds}
-    sink = tempfile.TemporaryFile()           # unlinked at once: nothing left on disk
-    terminal = os.fdopen(os.dup(saved[fds[-1]]), "w", buffering=1, encoding="utf-8", errors="replace")
+    sink = None if debug else tempfile.TemporaryFile()    # unlinked at once: nothing left on disk
+    terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
     _STATE.update(terminal=terminal, depth=1)
     try:
-        for fd in fds:
-            os.dup2(sink.fileno(), fd)
+        if sink is None:
+            os.dup2(saved[2], 1)
+        else:
+            for fd in fds:
+                os.dup2(sink.fileno(), fd)
         yield
     finally:
         _flush()
@@ -109,7 +113,8 @@ def third_party_output(what: str = "third-party output"):
             os.close(copy)
         _STATE.update(terminal=None, depth=0)
         terminal.close()
-        replay(sink, what)
+        if sink is not None:
+            replay(sink, what)
 
 
 def replay(sink, what: str) -> None:

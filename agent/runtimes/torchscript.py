@@ -5,7 +5,6 @@ imports (torch is imported only inside load(), when a bundle needs it).
 """
 from .base import Runtime, RuntimeLoadError, contiguous, dist_version, short, thread_setting
 
-PY_NUMBERS = {"int": int, "float": float, "bool": bool}
 ALIASES = {"cudaexecutionprovider": "cuda", "tensorrtexecutionprovider": "cuda",
            "cpuexecutionprovider": "cpu", "gpu": "cuda"}
 
@@ -25,7 +24,6 @@ class TorchRuntime(Runtime):
         self._device = "cpu"
         self._half = False
         self._names = []
-        self._numbers = {}
 
     def load(self, model_path, settings):
         torch = self.import_library("torch")
@@ -58,10 +56,7 @@ class TorchRuntime(Runtime):
         self._model = model
         self._device = device
         try:  # forward's argument names: feeds are matched by name, not by dict order
-            args = model.forward.schema.arguments[1:]
-            self._names = [a.name for a in args]
-            # `forward(x, sr: int)`: the 0-d array fed for sr goes in as a Python number
-            self._numbers = dict((a.name, PY_NUMBERS[str(a.type)]) for a in args if str(a.type) in PY_NUMBERS)
+            self._names = [a.name for a in model.forward.schema.arguments[1:]]
         except Exception:
             self._names = []
         self.providers_used = [device + (" (float16)" if self._half else "")]
@@ -70,14 +65,9 @@ class TorchRuntime(Runtime):
         torch = self._torch
         args = []
         values = list(feeds.values())
-        names = [None] * len(values)
         if self._names and set(feeds) == set(self._names[:len(feeds)]):
-            names = self._names[:len(feeds)]
-            values = [feeds[n] for n in names]
-        for name, value in zip(names, values):
-            if name in self._numbers:
-                args.append(self._numbers[name](contiguous(value).item()))
-                continue
+            values = [feeds[n] for n in self._names[:len(feeds)]]
+        for value in values:
             t = torch.from_numpy(contiguous(value)).to(self._device)
             if self._half and t.is_floating_point():
                 t = t.half()

@@ -48,8 +48,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 def guarded(fn, *args, capture: bool = False, **kwargs):
     """Run a library call; EdgepackError -> one line + its exit code; anything else -> exit 2.
     capture: the call's writes to fds 1 and 2 (C++ libraries, progress bars, child processes) go to
-    the debug log instead of the terminal, unless --debug (then they flow through as they come)."""
-    hold = quiet_mod.third_party_output() if capture and not STATE["debug"] else contextlib.nullcontext()
+    the debug log instead of the terminal; with --debug they flow to stderr as they come."""
+    hold = quiet_mod.third_party_output(debug=STATE["debug"]) if capture else contextlib.nullcontext()
     try:
         with hold:
             return fn(*args, **kwargs)
