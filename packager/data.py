@@ -111,7 +111,7 @@ def split_samples(arr: np.ndarray, spec: TensorSpec, where: str) -> list[np.ndar
             if want is not None and i != b and i < len(want):
                 fixed = want[i]   # --input-shape sizes, but for the batch axis
             if fixed is not None and got != fixed:
-                raise DataError(f"{where} has shape {list(arr.shape)}, {reading}: a sample would be "
+                raise DataError(f"{where} has shape {list(arr.shape)}, {reading}: a sample has shape "
                                 f"{list(s.shape)}, the input takes {shape_txt}"
                                 + (f" (--input-shape {'x'.join(map(str, want))})" if want else "")
                                 + f", axis {i} must be {fixed}", f"save it as {_ways(spec)}")

@@ -116,16 +116,11 @@ def run_route(ctx: BuildContext, route: routes.Route) -> tuple:
 
 def absolute_paths(opts: BuildOptions) -> BuildOptions:
     """The options with every user path made absolute: the conversion steps run with the build's
-    temp folder as the working directory (ORT's quantizer and shape inference write into it)."""
-    source = opts.source
-    head, sep, attr = source.rpartition(":")
-    if Path(source).exists():
-        source = os.path.abspath(source)
-    elif sep and (head.endswith(".py") or "/" in head):
-        source = f"{os.path.abspath(head)}:{attr}"
+    temp folder as the working directory (ORT's quantizer and shape inference write into it). The
+    source is loaded before that, as the user wrote it; its loader keeps the absolute path."""
     absolute = {k: Path(os.path.abspath(v)) for k in ("out", "inputs", "calibration", "sign_key")
                 if (v := getattr(opts, k)) is not None}
-    return dataclasses.replace(opts, source=source, **absolute)
+    return dataclasses.replace(opts, **absolute)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ arbitrary pickles) and `torch.export.load` reads the ExportedProgram format (wei
 """
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -127,6 +128,7 @@ def load_torchscript(path: Path, input_shapes, data: dict | None = None, kind: s
         notes.append(note)
     return SourceModel(kind=SourceKind.TORCHSCRIPT, name=clean_name(path.stem), ref=str(path),
                        sha256=sha256_file(path), inputs=tuple(inputs), outputs=(), obj=module,
+                       path=Path(os.path.abspath(path)),
                        runner=torch_runner(module, names, scalars), notes=tuple(notes), scalars=scalars,
                        state=tuple(state))
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def as_given(ctx: BuildContext) -> Artifact:
     """A TorchScript source is taken as it is."""
     out = ctx.workdir / "model.pt"
-    shutil.copyfile(ctx.source.ref, out)
+    shutil.copyfile(ctx.source.path or ctx.source.ref, out)
     return _artifact(ctx, out, {"route": "TorchScript (as given)"})
 
 
