@@ -82,7 +82,8 @@ def _run(bundle_dir, report, probe_overrides, runtime_overrides):
     got = dict((name, []) for name in expected)
     ref = dict((name, [expected[name][i] for i in range(samples)]) for name in expected)
     for i in range(samples):
-        out = rt.run(dict((name, arr[i]) for name, arr in inputs.items()))
+        # arr[i, ...]: a 0-d input (a scalar such as a sample rate) stays a 0-d array, not a numpy scalar
+        out = rt.run(dict((name, arr[i, ...]) for name, arr in inputs.items()))
         for name in got:
             if name in out:
                 got[name].append(out[name])
@@ -94,7 +95,7 @@ def _run(bundle_dir, report, probe_overrides, runtime_overrides):
 
     probe_settings = dict(manifest.get("probe") or {})
     probe_settings.update(probe_overrides)
-    feeds = dict((name, arr[0]) for name, arr in inputs.items())
+    feeds = dict((name, arr[0, ...]) for name, arr in inputs.items())
     latency = prb.probe(rt.run, feeds, probe_settings)
     latency["load_ms"] = load_s * 1000.0
     latency["threads"] = rt.threads

@@ -4,7 +4,10 @@ Data flows one way: SourceModel -> Artifact (one per step, pass and quantization
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +117,60 @@ def run_route(ctx: BuildContext, route: routes.Route) -> tuple:
     return art, step_records, pass_records
 
 
+def absolute_paths(opts: BuildOptions) -> BuildOptions:
+    """The options with every user path made absolute: the conversion steps run with the build's
+    temp folder as the working directory (ORT's quantizer and shape inference write into it). The
+    source is loaded before that, as the user wrote it; its loader keeps the absolute path."""
+    absolute = {k: Path(os.path.abspath(v)) for k in ("out", "inputs", "calibration", "sign_key")
+                if (v := getattr(opts, k)) is not None}
+    return dataclasses.replace(opts, **absolute)
+
+
+@contextlib.contextmanager
+def working_dir(path: Path):
+    """chdir into `path` for the block; the caller's directory comes back on every exit (Ctrl-C too)."""
+    path.mkdir(parents=True, exist_ok=True)
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
+def scratch(tmp: Path):
+    """Temp files of the libraries a build calls (Python's tempfile, TMPDIR for C++ code and child
+    processes, torch's inductor cache) go under the build's own temp folder for the block."""
+    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {"TMPDIR": str(tmp / "tmp"), "TORCHINDUCTOR_CACHE_DIR": str(tmp / "torch-cache")}
+    before_env = {k: os.environ.get(k) for k in env}
+    before_dir = tempfile.tempdir
+    os.environ.update({k: v for k, v in env.items() if k == "TMPDIR" or not os.environ.get(k)})
+    tempfile.tempdir = str(tmp / "tmp")
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before_dir
+        for k, v in before_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def build(opts: BuildOptions) -> BuildResult:
+    """A build writes nothing outside --out and its own temp folder (removed on every exit)."""
+    given_out = Path(opts.out)
+    opts = absolute_paths(opts)
+    with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp, scratch(Path(tmp)):
+        result = _build(opts, Path(tmp))
+    if not given_out.is_absolute():   # the bundle path as the user wrote --out
+        result.bundle = given_out / result.bundle.name
+    return result
+
+
+def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
     warnings: list[str] = []
     prof = resolve_profile(opts)
     backend = formats.get(prof.format)
@@ -122,9 +178,10 @@ def build(opts: BuildOptions) -> BuildResult:
     _check_options(opts)
 
     log.info("loading %s", opts.source)
-    src = sources.load(opts.source, shapes)
+    src = sources.load(opts.source, shapes, data.describe(opts.inputs) if opts.inputs else None)
     route = routes.plan(src.kind, backend.format)     # a format this source cannot reach fails here
     backend.check_route(route)
+    sources.check_route(src, route)
     ref_inputs, input_origin = reference_inputs(src, opts, prof.parity.samples, shapes)
 
     log.info("running the original model on %d reference inputs", len(ref_inputs))
@@ -132,14 +189,17 @@ def build(opts: BuildOptions) -> BuildResult:
         ref_outputs = [src.run(x) for x in ref_inputs]
     except Exception as exc:
         shapes_txt = ", ".join(f"{k}={list(v.shape)}:{v.dtype}" for k, v in ref_inputs[0].items())
-        raise SourceError(f"the model cannot run on its reference inputs ({shapes_txt}): "
-                          f"{type(exc).__name__}: {short(exc)}",
-                          "check --input-shape / --inputs against what forward() expects") from exc
+        guessed = [n for n in src.notes if n.startswith("shapes from --inputs")]
+        raise SourceError(f"the model cannot run on its reference inputs ({shapes_txt}"
+                          + (f"; {guessed[0]}" if guessed else "") + f"): {type(exc).__name__}: {short(exc)}",
+                          ("if each --inputs row is a whole sample, say its shape with --input-shape NAME=AxB; "
+                           if guessed else "") + "check --input-shape / --inputs against what forward() expects"
+                          ) from exc
     data.check_finite(ref_outputs, "the original model")
     if not src.outputs:
         src = src.with_outputs([TensorSpec(k, v.dtype.name, list(v.shape)) for k, v in ref_outputs[0].items()])
 
-    with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp:
+    with working_dir(tmp / "cwd"):
         ctx = BuildContext(source=src, profile=prof, workdir=Path(tmp), example=ref_inputs[0],
                            layout=layout.plan(src.inputs, prof, backend))
         art, step_records, pass_records = run_route(ctx, route)

@@ -35,7 +35,7 @@ class Unscriptable(nn.Module):
     def forward(self, x):
         if x.sum() > 0:
             return self.a(x)
-        return self.a(x) * len({id(v) for v in [x]})  # a set comprehension: TorchScript rejects it
+        return self.a(x) * (1 + len({id(v) for v in [x]}))  # a set comprehension: TorchScript rejects it
 
 
 def branchy():

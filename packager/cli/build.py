@@ -44,7 +44,7 @@ def build(
                         name=name, version=version, budget_ms=budget, force=force, sign_key=sign_key,
                         torchscript_mode=torchscript_mode,
                         command=" ".join(["edgepack"] + sys.argv[1:]))
-    result = guarded(do_build, opts)  # signs inside the build, before the bundle appears
+    result = guarded(do_build, opts, capture=True)  # signs inside the build; third-party output -> --debug log
     archive_path = None
     if archive:
         from ..bundle import make_archive

@@ -13,19 +13,24 @@ import traceback
 
 import typer
 
+from .. import quiet as quiet_mod
 from ..errors import EXIT_BAD_INPUT, EdgepackError, short
 
 STATE = {"debug": False, "quiet": False}
 
-# Third-party loggers that speak only under --debug (edgepack's own warnings stay).
+# Third-party loggers that speak only under --debug (edgepack's own warnings stay). The root
+# handler's filter (packager/quiet.py) already holds back every record that is not edgepack's;
+# setting these levels also saves formatting records nobody will see.
 NOISY_LOGGERS = ("onnxruntime", "onnx", "paramiko", "torch", "tensorflow", "absl", "h5py", "jax",
-                 "onnx2tf", "ai_edge_quantizer", "litert_torch")
+                 "onnx2tf", "ai_edge_quantizer", "litert_torch", "transformers", "py.warnings")
 
 
 def setup_logging(debug: bool, quiet: bool) -> None:
+    """edgepack's records on stderr ("edgepack: ..."); third-party records, Python warnings and
+    (see guarded) writes to fds 1/2 only with --debug ("edgepack[debug] <logger>: ...")."""
     STATE["debug"], STATE["quiet"] = debug, quiet
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)
-    logging.basicConfig(level=level, format="edgepack: %(message)s", stream=sys.stderr, force=True)
+    quiet_mod.install(debug, level)
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
 
@@ -40,13 +45,16 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
-def guarded(fn, *args, **kwargs):
+def guarded(fn, *args, capture: bool = False, **kwargs):
     """Run a library call; EdgepackError -> one line + its exit code; anything else -> exit 2.
 
-    While it runs, whatever a third-party library prints on stdout goes to stderr: edgepack's stdout
-    carries only its own output (the --json contract)."""
+    While it runs, whatever a library prints on Python's stdout goes to stderr: edgepack's stdout
+    carries only its own output (the --json contract). capture: the call's writes to fds 1 and 2
+    (C++ libraries, progress bars, child processes) go to the debug log instead of the terminal;
+    with --debug they flow to stderr as they come."""
+    hold = quiet_mod.third_party_output(debug=STATE["debug"]) if capture else contextlib.nullcontext()
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with hold, contextlib.redirect_stdout(sys.stderr):
             return fn(*args, **kwargs)
     except EdgepackError as exc:
         if STATE["debug"]:

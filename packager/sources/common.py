@@ -37,6 +37,35 @@ def apply_shapes(inputs: list[TensorSpec], shapes: dict[str, list[int]], where: 
     return out
 
 
+def specs_from_data(names: list[str], shapes: dict[str, list[int]], data: dict | None, where: str
+                    ) -> list[TensorSpec]:
+    """Specs for a source that records neither shapes nor dtypes (a factory without an example,
+    TorchScript): the shape from --input-shape, else from the --inputs array (axis 0 = samples,
+    each row one batch element: (N, 32) -> [1, 32]); the dtype from the --inputs array, else float32."""
+    data = data or {}
+    specs = []
+    for n in names:
+        if n in shapes:
+            shape = list(shapes[n])
+        elif n in data:
+            shape = [1, *data[n][0][1:]]
+        else:
+            raise SourceError(f"{where} does not record the shape of input '{n}' (inputs {names})",
+                              f"pass --inputs FILE.npz with an array '{n}', or --input-shape {n}=...")
+        dtype = data[n][1] if n in data else "float32"
+        specs.append(TensorSpec(n, dtype, shape, guess_layout(shape), example_shape=shape))
+    return specs
+
+
+def shapes_note(names: list[str], shapes: dict, data: dict | None) -> str:
+    """Where the input shapes came from, for the manifest and the reference-run error."""
+    from_data = [n for n in names if n not in shapes and n in (data or {})]
+    if not from_data:
+        return ""
+    return ("shapes from --inputs (each array row one batch element, batch axis 0): "
+            + ", ".join(f"{n} {[1, *data[n][0][1:]]}" for n in from_data))
+
+
 def torch_outputs(out) -> dict[str, np.ndarray]:
     import torch
 
@@ -52,12 +81,27 @@ def torch_outputs(out) -> dict[str, np.ndarray]:
                       "of tensors or a dict of tensors", "return tensors from forward()")
 
 
-def torch_runner(module, names: list[str]):
+def torch_args(feeds: dict, names: list[str], scalars: dict[str, str] | None = None) -> list:
+    """forward()'s arguments: tensors, and Python numbers for the parameters TorchScript types as
+    int / float / bool (`scalars`: name -> type), given as 0-d arrays."""
+    import torch
+
+    py = {"int": int, "float": float, "bool": bool}
+    args = []
+    for n in names:
+        if scalars and n in scalars:
+            args.append(py[scalars[n]](np.asarray(feeds[n]).item()))
+        else:
+            args.append(torch.from_numpy(np.asarray(feeds[n], order="C")))
+    return args
+
+
+def torch_runner(module, names: list[str], scalars: dict[str, str] | None = None):
     """feeds -> outputs through a torch module, without autograd."""
     import torch
 
     def runner(feeds):
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names]
+        args = torch_args(feeds, names, scalars)
         with torch.no_grad():
             out = module(*args)
         return torch_outputs(out)

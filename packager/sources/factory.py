@@ -19,7 +19,7 @@ from ..errors import SourceError, short
 from ..formats import SourceKind
 from ..specs import TensorSpec, guess_layout
 from .model import SourceModel
-from .common import clean_name, require_torch, torch_runner
+from .common import clean_name, require_torch, shapes_note, specs_from_data, torch_runner
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def _import_factory(ref: str):
     return factory, code_file, attr
 
 
-def load_factory(ref: str, input_shapes: dict[str, list[int]]) -> SourceModel:
+def load_factory(ref: str, input_shapes: dict[str, list[int]], data: dict | None = None) -> SourceModel:
+    """data: {name: (shape, dtype)} of the --inputs file (packager.data.describe), if one was given."""
     factory, code_file, attr = _import_factory(ref)
     torch = require_torch()
     try:
@@ -93,9 +94,10 @@ def load_factory(ref: str, input_shapes: dict[str, list[int]]) -> SourceModel:
     module.eval()
     params = _forward_params(module)
     if example is not None:
-        example = _example_to_dict(example, params, ref)
-    inputs = _torch_input_specs(module, params, example, input_shapes, ref)
+        example = _example_to_dict(example, [p.name for p in params], ref)
+    inputs = _torch_input_specs(params, example, input_shapes, data, ref)
     names = [s.name for s in inputs]
+    _refuse_non_tensor(params, names, ref)
     h = hashlib.sha256()
     if code_file and code_file.is_file():
         h.update(code_file.read_bytes())
@@ -103,18 +105,65 @@ def load_factory(ref: str, input_shapes: dict[str, list[int]]) -> SourceModel:
         h.update(key.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     name = clean_name(attr if attr not in ("make", "factory", "build", "model") else code_file.stem)
+    note = shapes_note(names, input_shapes, data) if example is None else ""
     return SourceModel(kind=SourceKind.TORCH, name=name, ref=ref, sha256=h.hexdigest(), inputs=tuple(inputs),
                        outputs=(), obj=module, runner=torch_runner(module, names), example=example,
-                       notes=(f"torch {torch.__version__}",))
+                       notes=(f"torch {torch.__version__}",) + ((note,) if note else ()))
 
 
-def _forward_params(module) -> list[str]:
+# Annotations that are not tensors: exporters and tracers freeze such a value into the graph.
+NON_TENSOR = {int: "int", float: "float", bool: "bool", str: "str", complex: "complex"}
+
+
+def _forward_params(module) -> list[inspect.Parameter]:
+    """forward()'s positional parameters (annotations resolved where they are strings); for a
+    ScriptModule, from its TorchScript schema (types as strings: 'Tensor', 'int', ...)."""
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:
+        return [inspect.Parameter(a.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str(a.type),
+                                  default=None if a.has_default_value() else inspect.Parameter.empty)
+                for a in schema.arguments[1:]]
     try:
         sig = inspect.signature(module.forward)
     except (TypeError, ValueError):
         return []
-    return [p.name for p in sig.parameters.values()
+    try:
+        import typing
+        hints = typing.get_type_hints(module.forward)
+    except Exception:
+        hints = {}
+    return [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _non_tensor_type(param: inspect.Parameter) -> str | None:
+    """'int' for `n: int` (also Optional[int], 'int' as a string); None for tensors / no annotation."""
+    import typing
+
+    ann = param.annotation
+    if ann is inspect.Parameter.empty:
+        return None
+    if isinstance(ann, str):
+        base = ann.replace("typing.", "").replace("Optional[", "").rstrip("]").strip()
+        return base if base in NON_TENSOR.values() else None
+    args = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) is typing.Union else [ann]
+    for a in args:
+        if a in NON_TENSOR:
+            return NON_TENSOR[a]
+    return None
+
+
+def _refuse_non_tensor(params: list[inspect.Parameter], names: list[str], ref: str) -> None:
+    """A forward() parameter the model is fed, or one it cannot do without, that is not a tensor."""
+    for p in params:
+        kind = _non_tensor_type(p)
+        needed = p.name in names or (p.default is inspect.Parameter.empty and p.name not in names)
+        if kind and needed:
+            raise SourceError(
+                f"'{ref}': forward() parameter '{p.name}' is {kind}, not a tensor: exported and traced "
+                f"models take tensors only, and a Python {kind} would be frozen into the graph at one value",
+                f"wrap the model in a factory whose forward takes only tensors and passes {p.name} itself "
+                "(docs/DATA.md, 'Non-tensor arguments'; examples/wrapper_factory.py)")
 
 
 def _example_to_dict(example, params: list[str], ref: str) -> dict[str, np.ndarray]:
@@ -139,7 +188,8 @@ def _example_to_dict(example, params: list[str], ref: str) -> dict[str, np.ndarr
     return out
 
 
-def _torch_input_specs(module, params, example, input_shapes, ref) -> list[TensorSpec]:
+def _torch_input_specs(params, example, input_shapes, data, ref) -> list[TensorSpec]:
+    pnames = [p.name for p in params]
     if example is not None:
         specs = []
         for name, arr in example.items():
@@ -150,14 +200,24 @@ def _torch_input_specs(module, params, example, input_shapes, ref) -> list[Tenso
             raise SourceError(f"--input-shape names {sorted(extra)}, but the factory's example inputs are "
                               f"{list(example)}", "use the example's input names")
         return specs
-    if not input_shapes:
-        wanted = " ".join(f"--input-shape {p}=..." for p in params) or "--input-shape x=1x3x224x224"
-        raise SourceError(f"'{ref}' gives no input shapes (forward takes {params or 'unknown arguments'})",
-                          f"pass {wanted}, or return (model, example_inputs) from the factory")
-    names = list(input_shapes)
-    if params and set(names) <= set(params):
-        names = [p for p in params if p in input_shapes]  # order of forward()
-    elif params and len(names) > len(params):
-        raise SourceError(f"{len(names)} --input-shape given, forward() takes {len(params)} ({params})",
-                          "give one --input-shape per forward() argument")
-    return [TensorSpec(n, "float32", list(input_shapes[n]), guess_layout(input_shapes[n])) for n in names]
+    given = list(input_shapes) + [n for n in (data or {}) if n not in input_shapes and (not pnames or n in pnames)]
+    if not given:
+        wanted = " ".join(f"--input-shape {p}=..." for p in pnames) or "--input-shape x=1x3x224x224"
+        raise SourceError(f"'{ref}' gives no input shapes (forward takes {pnames or 'unknown arguments'})",
+                          f"pass --inputs FILE.npz with one array per forward() argument, or {wanted}, "
+                          "or return (model, example_inputs) from the factory")
+    if pnames:
+        unknown = [n for n in input_shapes if n not in pnames]
+        if unknown and len(input_shapes) > len(pnames):
+            raise SourceError(f"{len(input_shapes)} --input-shape given, forward() takes {len(pnames)} ({pnames})",
+                              "give one --input-shape per forward() argument")
+        if not unknown:
+            names = [p for p in pnames if p in given]   # the order of forward()
+            skipped = [p for p in pnames[:pnames.index(names[-1])] if p not in names]
+            if skipped:
+                raise SourceError(f"'{ref}': inputs {names} leave out forward() parameter(s) {skipped} "
+                                  f"before '{names[-1]}' (forward takes {pnames}); the exporters pass "
+                                  "inputs by position", f"give {', '.join(skipped)} too (in --inputs or "
+                                  "--input-shape), or wrap the model so forward takes only what you pass")
+            given = names
+    return specs_from_data(given, input_shapes, data, f"'{ref}'")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -19,10 +20,13 @@ class SourceModel:
     sha256: str                       # hash of the source (file bytes, or code + weights)
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    obj: Any                          # nn.Module / ScriptModule, or the path of the file or folder
+    obj: Any                          # nn.Module / ScriptModule, or the absolute path of the file or folder
     runner: Callable[[dict], dict] = field(repr=False, default=None)
     example: dict | None = None       # example inputs the factory returned, if any
     notes: tuple[str, ...] = ()
+    scalars: dict = field(default_factory=dict)   # forward() parameters TorchScript types int/float/bool
+    state: tuple[str, ...] = ()       # attributes forward() assigns (state kept between calls)
+    path: Path | None = None          # the source file, absolute (builds run with another cwd)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.runner(feeds)

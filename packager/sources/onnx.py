@@ -1,6 +1,7 @@
 """`file.onnx` -> SourceModel: checked, loaded in onnxruntime (CPU), inputs and outputs from the graph."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agent.manifest import sha256_file  # one hashing routine for host and device
@@ -45,5 +46,5 @@ def load_onnx(path: Path, input_shapes: dict[str, list[int]]) -> SourceModel:
         return dict(zip(out_names, sess.run(out_names, feeds)))
 
     return SourceModel(kind=SourceKind.ONNX, name=clean_name(path.stem), ref=str(path),
-                       sha256=sha256_file(path), inputs=tuple(inputs), outputs=tuple(outputs), obj=path,
+                       sha256=sha256_file(path), inputs=tuple(inputs), outputs=tuple(outputs), obj=Path(os.path.abspath(path)),
                        runner=runner, notes=(f"opset {opset_of(model)}",))

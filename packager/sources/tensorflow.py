@@ -5,6 +5,7 @@ Keras files load with `safe_mode=True` (no lambda code); a SavedModel is a graph
 from __future__ import annotations
 
 import dataclasses
+import os
 import zipfile
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def load_savedmodel(path: Path, input_shapes, ref: str | None = None,
 
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return SourceModel(kind=kind, name=clean_name(Path(ref or path).stem if ref else path.name), ref=ref or str(path),
-                       sha256=_tree_hash(path), inputs=tuple(specs), outputs=(), obj=path, runner=runner,
+                       sha256=_tree_hash(path), inputs=tuple(specs), outputs=(), obj=Path(os.path.abspath(path)), runner=runner,
                        notes=(f"tensorflow {tf.__version__}", f"SavedModel {size} bytes", "signature serving_default"))
 
 

@@ -164,16 +164,25 @@ def _build(b: space.Build, opts: TuneOptions, base, store: Store, source_sha: st
 
 
 class _quiet_builds:
-    """A candidate build's step-by-step log lines are --debug detail inside tune."""
+    """A candidate build's step-by-step log lines and its libraries' output are --debug detail
+    inside tune (the progress display stays on the terminal between builds)."""
 
     def __enter__(self):
+        from .. import quiet
+
         self.logger = logging.getLogger("packager")
         self.level = self.logger.level
-        if not self.logger.isEnabledFor(logging.DEBUG):
+        debug = self.logger.isEnabledFor(logging.DEBUG)
+        if not debug:
             self.logger.setLevel(logging.WARNING)
+        self.hold = quiet.third_party_output("a candidate build", debug=debug)
+        self.hold.__enter__()
 
     def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
+        try:
+            self.hold.__exit__(*exc)
+        finally:
+            self.logger.setLevel(self.level)
 
 
 def _worst(parity: dict) -> float | None:

