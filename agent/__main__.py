@@ -63,7 +63,7 @@ def cmd_selftest(args):
         value = getattr(args, key)
         if value is not None:
             runtime[key] = [v for v in value.split(",") if v]
-    report, code = selftest.run(args.bundle, overrides, runtime)
+    report, code = selftest.run(args.bundle, overrides, runtime) if runtime else selftest.run(args.bundle, overrides)
     if args.report:
         tmp = args.report + ".tmp"
         with open(tmp, "w") as f:
