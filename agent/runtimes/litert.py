@@ -171,8 +171,25 @@ class LiteRtRuntime(Runtime):
     def installed_info(cls):
         for modname, package in cls.CANDIDATES:
             if dist_version(package) or (package != "tensorflow" and _importable(modname)):
-                return {"version": dist_version(package) or "unknown", "implementation": package}
+                return {"version": dist_version(package) or "unknown", "implementation": package,
+                        "delegates": ["xnnpack"] + cls.delegates_present()}
         return None
+
+    @classmethod
+    def delegates_present(cls):
+        """The external delegates whose library this machine can load (gpu, edgetpu)."""
+        import ctypes
+
+        found = []
+        for name, libs in sorted(cls.DELEGATE_LIBS.items()):
+            for lib in libs:
+                try:
+                    ctypes.CDLL(lib)
+                except OSError:
+                    continue
+                found.append(name)
+                break
+        return found
 
 
 def load_delegate(mod, libs):

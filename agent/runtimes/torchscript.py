@@ -79,7 +79,16 @@ class TorchRuntime(Runtime):
     @classmethod
     def installed_info(cls):
         version = dist_version("torch")
-        return {"version": version} if version else None
+        if not version:
+            return None
+        info = {"version": version}
+        if "+cpu" not in version:          # a CUDA build: ask it (imports torch, so only then)
+            try:
+                import torch
+                info["cuda"] = bool(torch.cuda.is_available())
+            except Exception:  # noqa: BLE001 - a broken install still reports its version
+                info["cuda"] = False
+        return info
 
 
 def _has_half(model):

@@ -116,6 +116,23 @@ class Backend:
             return art
         raise ConversionError(f"{self.label} cannot take precision '{plan.precision}'", "use fp32")
 
+    # -- tuning (edgepack tune): the int8 recipes to try and how a device's accelerators are ordered
+    tune_recipes: ClassVar[tuple[tuple[str, dict], ...]] = ()   # (label, `quantization:` patch)
+    order_setting: ClassVar[str] = "providers"   # the runtime setting an accelerator order overrides
+    cpu_name: ClassVar[str] = "CPUExecutionProvider"   # what the CPU is called in that setting
+
+    def accelerators(self, runtime_info: dict) -> list[str]:
+        """The accelerators a target's facts list for this runtime (CPU and remote providers aside)."""
+        present = runtime_info.get("providers") or runtime_info.get("devices") or []
+        return [p for p in present if p != self.cpu_name and p != "AzureExecutionProvider"]
+
+    def own_order(self, profile: "Profile") -> tuple[str, ...]:
+        return tuple(getattr(profile.runtime, self.order_setting))
+
+    def order_patch(self, order) -> dict:
+        """The profile keys that pin an accelerator order."""
+        return {"runtime": {self.order_setting: list(order)}}
+
     # -- files
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         """The Artifact for a model file of this format (I/O read from the file)."""

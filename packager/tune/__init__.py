@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import __version__, profiles, sources
+from .. import __version__, formats, profiles, sources
 from ..errors import CheckFailed, EdgepackError, UsageError
 from . import select, space
 from .store import Store, default_dir, file_digest, key
@@ -89,8 +89,8 @@ def tune(opts: TuneOptions, target=None, on_progress: Callable[[dict], None] | N
         if not builds:
             raise EdgepackError(f"no candidate: {target.name} runs {sorted(available) or 'no runtime'}, and the "
                                 "source reaches none of those formats", "install a runtime on the target")
-        plan = [(b, r) for b in builds for r in space.runs(_runtime(b), available, facts.get("cpu_count"), base,
-                                                           opts.threads)]
+        plan = [(b, r) for b in builds for r in space.runs(formats.get(b.format), available,
+                                                           facts.get("cpu_count"), base, opts.threads)]
         rows, done = [], 0
         notify({"phase": "start", "total": len(plan), "builds": len(builds)})
         built = {}
@@ -126,12 +126,6 @@ def _shapes(opts: TuneOptions) -> dict:
     from ..specs import parse_input_shapes
 
     return parse_input_shapes(opts.input_shapes)
-
-
-def _runtime(b: space.Build) -> str:
-    from .. import formats
-
-    return formats.get(b.format).runtime
 
 
 def _build(b: space.Build, opts: TuneOptions, base, store: Store, source_sha: str):

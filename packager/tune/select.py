@@ -27,13 +27,11 @@ def winner(rows: list[dict], metric: str, budget_ms: float | None) -> dict | Non
 
 def profile_patch(row: dict) -> dict:
     """The winner as profile keys: its build patch plus its run settings."""
-    patch = copy.deepcopy(row["patch"])
-    runtime = patch.setdefault("runtime", {})
-    runtime["threads"] = row["threads"]
-    if row["order_key"] == "devices":
-        patch.setdefault("openvino", {})["devices"] = list(row["order"])
-    else:
-        runtime[row["order_key"]] = list(row["order"])
+    from .. import formats
+    from ..profiles import _merge
+
+    patch = _merge(copy.deepcopy(row["patch"]), formats.get(row["format"]).order_patch(row["order"]))
+    patch.setdefault("runtime", {})["threads"] = row["threads"]
     return patch
 
 

@@ -9,30 +9,6 @@ from dataclasses import dataclass, field
 from .. import formats, routes
 from ..errors import ConversionError
 
-# int8 recipes, as profile patches of `quantization:` (docs/QUANTIZATION.md says what each does).
-INT8_RECIPES = {
-    "onnx": [
-        ("static per-channel minmax", {"mode": "static", "per_channel": True, "calibration_method": "minmax"}),
-        ("static per-tensor minmax", {"mode": "static", "per_channel": False, "calibration_method": "minmax"}),
-        ("static per-channel percentile", {"mode": "static", "per_channel": True,
-                                           "calibration_method": "percentile"}),
-        ("dynamic per-channel", {"mode": "dynamic", "per_channel": True}),
-        ("dynamic per-tensor", {"mode": "dynamic", "per_channel": False}),
-    ],
-    "tflite": [
-        ("static (full int8)", {"mode": "static"}),
-        ("dynamic", {"mode": "dynamic"}),
-    ],
-    "torchscript": [
-        ("dynamic", {"mode": "dynamic"}),
-    ],
-}
-
-# Each accelerator alone before the CPU, and the profile's own order; the CPU alone last.
-_CPU = {"onnxruntime": "CPUExecutionProvider", "torch": "cpu", "openvino": "CPU"}
-_NOT_ACCELERATORS = {"AzureExecutionProvider"}   # a remote-endpoint provider, not local compute
-
-
 @dataclass(frozen=True)
 class Build:
     """One bundle to build: a format, a precision and (int8) a recipe, as a profile patch."""
@@ -52,7 +28,7 @@ class Run:
     """How to run one bundle: a thread count and an ordered accelerator list (the agent's overrides)."""
 
     threads: int
-    order: tuple[str, ...]               # providers (onnxruntime, torch), delegates (LiteRT) or devices (OpenVINO)
+    order: tuple[str, ...]               # the backend's order_setting: providers, delegates or devices
     key: str                             # the runtime setting `order` overrides
 
     def agent_args(self) -> list[str]:
@@ -90,43 +66,26 @@ def builds(profile, source_kind, available: dict, formats_wanted=None, precision
             if precision != "int8":
                 out.append(Build(fmt, precision, "", patch))
                 continue
-            for label, q in INT8_RECIPES.get(fmt, [("auto", {"mode": "auto"})]):
+            for label, q in backend.tune_recipes or (("auto", {"mode": "auto"}),):
                 out.append(Build(fmt, precision, label, {**patch, "quantization": q}))
     return out
 
 
-def own_run(runtime: str, profile) -> Run:
-    """The profile's own run settings (its threads and its provider / delegate / device order)."""
-    if runtime == "litert":
-        return Run(profile.runtime.threads, tuple(profile.runtime.delegates), "delegates")
-    if runtime == "openvino":
-        opts = profile.formats.get("openvino")
-        return Run(profile.runtime.threads, tuple(opts.devices if opts else ("CPU",)), "devices")
-    return Run(profile.runtime.threads, tuple(profile.runtime.providers), "providers")
+def own_run(backend, profile) -> Run:
+    """The profile's own run settings: its threads and its accelerator order."""
+    return Run(profile.runtime.threads, backend.own_order(profile), backend.order_setting)
 
 
-def runs(runtime: str, available: dict, cpu_count: int, profile, threads_wanted=None) -> list[Run]:
-    """Thread counts x accelerator orders for one runtime; for the profile's own runtime, its own
-    run settings first (the baseline)."""
+def runs(backend, available: dict, cpu_count: int, profile, threads_wanted=None) -> list[Run]:
+    """Thread counts x accelerator orders (each accelerator alone before the CPU, all of them, the
+    CPU alone); for the profile's own format, its own run settings first (the baseline)."""
     cpus = max(1, int(cpu_count or 1))
     threads = sorted(set(threads_wanted or [t for t in (1, 2, 4, 8, cpus) if t <= cpus]))
-    info = available.get(runtime) or {}
-    present = list(info.get("providers") or info.get("devices") or [])
-    if runtime == "litert":
-        delegates = [d for d in info.get("delegates") or [] if d != "xnnpack"]
-        orders = [("xnnpack",)] + [(d, "xnnpack") for d in delegates]
-        key = "delegates"
-    else:
-        cpu = _CPU.get(runtime, "CPUExecutionProvider")
-        accel = [p for p in present if p != cpu and p not in _NOT_ACCELERATORS]
-        if runtime == "torch":
-            accel = ["cuda"] if "cuda" in present else []
-        orders = [(a, cpu) for a in accel] + ([tuple(accel) + (cpu,)] if len(accel) > 1 else []) + [(cpu,)]
-        key = "devices" if runtime == "openvino" else "providers"
-    grid = [Run(t, o, key) for t, o in itertools.product(threads, dict.fromkeys(orders))]
-    from .. import formats
-
-    if formats.get(profile.format).runtime != runtime:
+    accel = backend.accelerators(available.get(backend.runtime) or {})
+    cpu = backend.cpu_name
+    orders = [(a, cpu) for a in accel] + ([tuple(accel) + (cpu,)] if len(accel) > 1 else []) + [(cpu,)]
+    grid = [Run(t, o, backend.order_setting) for t, o in itertools.product(threads, dict.fromkeys(orders))]
+    if backend.format.value != profile.format:
         return grid
-    own = own_run(runtime, profile)
+    own = own_run(backend, profile)
     return [own] + [r for r in grid if r != own]

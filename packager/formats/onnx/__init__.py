@@ -33,6 +33,14 @@ class OnnxBackend(Backend):
         SourceKind.SAVEDMODEL: export.from_tensorflow,
     }
 
+    tune_recipes = (
+        ("static per-channel minmax", {"mode": "static", "per_channel": True, "calibration_method": "minmax"}),
+        ("static per-tensor minmax", {"mode": "static", "per_channel": False, "calibration_method": "minmax"}),
+        ("static per-channel percentile", {"mode": "static", "per_channel": True, "calibration_method": "percentile"}),
+        ("dynamic per-channel", {"mode": "dynamic", "per_channel": True}),
+        ("dynamic per-tensor", {"mode": "dynamic", "per_channel": False}),
+    )
+
     def int8_mode(self, requested: str, art: Artifact) -> str:
         # Measured (docs/QUANTIZATION.md): static QDQ for conv nets (dynamic leaves convs float or
         # slow ConvInteger), dynamic for MatMul/Gemm models (a transformer ran 1.6x faster).

@@ -36,6 +36,15 @@ class OpenvinoBackend(Backend):
         return {"devices": list(opts.devices), "threads": profile.runtime.threads,
                 "performance_hint": opts.performance_hint, "inference_precision": opts.inference_precision}
 
+    order_setting = "devices"
+    cpu_name = "CPU"
+
+    def own_order(self, profile) -> tuple[str, ...]:
+        return tuple(self.options_of(profile).devices)
+
+    def order_patch(self, order) -> dict:
+        return {"openvino": {"devices": list(order)}}
+
     def host_settings(self, settings: dict) -> dict:
         return {**settings, "devices": ["CPU"]}
 

@@ -36,6 +36,13 @@ class TfliteBackend(Backend):
     # ONNX sources, and TorchScript (no torch.export graph for litert-torch) through its ONNX export.
     converters = {Format.ONNX: onnx2tf.convert}
 
+    tune_recipes = (("static (full int8)", {"mode": "static"}), ("dynamic", {"mode": "dynamic"}))
+    order_setting = "delegates"
+    cpu_name = "xnnpack"        # LiteRT's CPU path
+
+    def accelerators(self, runtime_info: dict) -> list[str]:
+        return [d for d in runtime_info.get("delegates") or [] if d != self.cpu_name]
+
     def check_route(self, route) -> None:
         if any(not s.exports and s.source == Format.ONNX.value for s in route.steps):
             onnx2tf.require()    # before spending time on the export

@@ -41,6 +41,12 @@ class TorchscriptBackend(Backend):
                           "build from the PyTorch factory or .pt2 with --format torchscript, or keep --format onnx"),
     }
 
+    tune_recipes = (("dynamic", {"mode": "dynamic"}),)
+    cpu_name = "cpu"
+
+    def accelerators(self, runtime_info: dict) -> list[str]:
+        return ["cuda"] if runtime_info.get("cuda") else []
+
     def int8_mode(self, requested: str, art: Artifact) -> str:
         if requested == "static":
             raise ConversionError("TorchScript int8 is dynamic only here (int8 Linear/LSTM weights); static "
