@@ -1,0 +1,62 @@
+"""Small ONNX graphs made in the test (onnx.helper), and a BuildContext to run passes on them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def foldable_graph(path: Path, opset: int = 17, dims=("N", 3, "H", "W")) -> Path:
+    """x[N,3,H,W] -> Conv(3->4) -> Relu -> Reshape(x, Concat(Shape(x)[0:2], [-1])): the shape
+    arithmetic folds to a constant once H and W are fixed; one Conv weight comes from a Constant."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Constant", [], ["b"], value=numpy_helper.from_array(
+            rng.normal(size=(4,)).astype(np.float32), "bv"), name="bias_const"),
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Shape", ["r"], ["s"], name="shape"),
+        helper.make_node("Slice", ["s", "zero", "two"], ["nc"], name="slice"),
+        helper.make_node("Concat", ["nc", "minus1"], ["newshape"], axis=0, name="concat"),
+        helper.make_node("Reshape", ["r", "newshape"], ["y"], name="reshape"),
+    ]
+    inits = [w, numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([2], np.int64), "two"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    g = helper.make_graph(nodes, "foldable",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def context(tmp_path: Path, profile: str, example: dict, source_path: Path):
+    """A BuildContext as the pipeline makes it, for a pass run outside a build."""
+    from packager import profiles, sources
+    from packager.formats.base import BuildContext
+
+    src = sources.load(str(source_path), {k: list(v.shape) for k, v in example.items()})
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return BuildContext(source=src, profile=profiles.load(profile), workdir=work, example=example, layout={})
+
+
+def artifact(path: Path, ctx):
+    """The ONNX artifact the ONNX step would hand the passes."""
+    from packager.formats.onnx.export import from_onnx
+
+    return from_onnx(ctx)
+
+
+def ort_run(path: Path, feeds: dict) -> list:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
