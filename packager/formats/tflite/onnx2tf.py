@@ -279,9 +279,28 @@ def _child_env() -> dict:
     return env
 
 
+# A failure inside one of onnx2tf's optional steps, and the option that skips that step (tried once,
+# recorded; the TF-Lite model is checked against onnxruntime afterwards either way).
+RETRIES = (
+    # strict mode compares every broadcast op with onnxruntime to pick a transposition; on PP-OCRv4's
+    # detector it crashes on a constant input ('NoneType' object has no attribute 'shape' at p2o.Add.4)
+    ("correction_process_for_accuracy_errors", {"disable_strict_mode": True},
+     "onnx2tf's strict-mode accuracy correction failed"),
+)
+
+
 def _run(job: Job, out: Path) -> dict:
     t0 = time.perf_counter()
     proc = job.call("out")
+    retried = []
+    for marker, extra, why in RETRIES:
+        if proc.returncode != 0 and marker in proc.stdout + proc.stderr and \
+                not all(job.kwargs.get(k) == v for k, v in extra.items()):
+            first = onnx2tf_log.failure(proc.stdout, proc.stderr, job.graph_file, job.renamed)
+            log.info("onnx2tf: %s (%s); trying again with %s", why, first, extra)
+            retried.append({"why": f"{why}: {first}", "options": extra})
+            job.kwargs = {**job.kwargs, **extra}
+            proc = job.call("out")
     seconds = time.perf_counter() - t0
     produced = job.work / "out" / "model_float32.tflite"
     flex = [ln.split(" ", 1)[1] for ln in proc.stdout.splitlines() if ln.startswith("EDGEPACK_FLEX ")]
@@ -301,6 +320,8 @@ def _run(job: Job, out: Path) -> dict:
     info = {"route": "onnx2tf (isolated venv .venv-onnx2tf, subprocess, no network)",
             "seconds": round(seconds, 3), "toolchain": versions,
             "onnx2tf_options": {k: v for k, v in job.kwargs.items() if k != "non_verbose"}}
+    if retried:
+        info["onnx2tf_retried"] = retried
     if job.renamed:
         info["renamed_nodes"] = len(job.renamed)
     return info

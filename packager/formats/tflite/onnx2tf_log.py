@@ -72,10 +72,16 @@ def failure(stdout: str, stderr: str, graph_file: Path, renamed: dict | None = N
         if m:
             names.append(re.sub("^wa/", "/", m.group(1)))
     exc = _exception(err or out)
-    if not names:
-        return exc
     by_node, _ = nodes_of(graph_file)
     back = renamed or {}
+    missing = [m.group(1) for ln in out for m in [re.search(r"(\w+) OP is not yet implemented", ln)] if m]
+    if missing:
+        op = missing[0]
+        nodes = [back.get(n, n) for n, t in by_node.items() if t == op]
+        first = f" (node '{nodes[0]}'" + (f", first of {len(nodes)})" if len(nodes) > 1 else ")") if nodes else ""
+        return f"onnx2tf has no converter for the ONNX op {op}{first}"
+    if not names:
+        return exc
     node = names[0]
     op = by_node.get(node)
     where = f"stopped at ONNX node '{back.get(node, node)}'" + (f" ({op})" if op else "")
@@ -116,11 +122,19 @@ def runtime_error(exc: Exception) -> str:
 
 
 def flex_error(text: str, graph_file: Path) -> str:
-    """The TF-Lite converter's refusal of ops that need Flex, with the ONNX op types behind them."""
-    ops = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", text)))
+    """The TF-Lite converter's refusal of ops that need Flex, with the ONNX nodes behind them (the
+    converter's locations read `model/<onnx2tf layer>/<TF op>@...`; a layer is named after its ONNX
+    node or output tensor)."""
+    ops = sorted(set(re.findall(r"'tf\.([A-Z]\w+)' op is neither", text)) or
+                 set(re.findall(r"\btf\.([A-Z]\w+)", text)))
     flex = ", ".join(f"tf.{o}" for o in ops[:8]) or _cut(text, 200)
-    by_node, _ = nodes_of(graph_file)
-    onnx_ops = sorted({op for op in by_node.values() if op in ops})
-    hint = f" (ONNX op{'s' if len(onnx_ops) > 1 else ''} {', '.join(onnx_ops)})" if onnx_ops else ""
+    by_node, by_tensor = nodes_of(graph_file)
+    where = []
+    for layer, tf_op in re.findall(r'"model/([^"@]+?)/(\w+)@', text):
+        node = by_tensor.get(layer, (layer, by_node.get(layer)))
+        item = f"'{node[0]}' ({node[1]})" if node[1] else None
+        if tf_op in ops and item and item not in where:
+            where.append(item)
+    at = f" at ONNX node {', '.join(where[:4])}" if where else ""
     return (f"the model needs TensorFlow ops that TF-Lite's builtin ops lack (Select TF / Flex ops, which "
-            f"the device's LiteRT does not ship): {flex}{hint}")
+            f"the device's LiteRT does not ship): {flex}{at}")
