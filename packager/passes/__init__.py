@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The order they run in: sizes first (the simplifier folds shape arithmetic only once sizes are
+# The order they run in: a scalar that steers an If bound first (the If folds before anything reads
+# its branches' stale shapes), then sizes (the simplifier folds shape arithmetic only once sizes are
 # fixed), the opset before simplifying (the converter's new Constant inputs get folded), shape
 # inference last (on the graph the next step gets).
 PASS_MODULES = (
+    "packager.passes.bind_inputs",
     "packager.passes.static_shapes",
     "packager.passes.opset",
     "packager.passes.simplify",

@@ -60,3 +60,25 @@ def ort_run(path: Path, feeds: dict) -> list:
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def steered_graph(path: Path) -> Path:
+    """y = If(Equal(sr, 16000)) then x * 2 else x * 3, with sr an int64 scalar input (as Silero VAD)."""
+    def branch(name, const):
+        return helper.make_graph([helper.make_node("Mul", ["x", const], [name], name=f"{name}_mul")], name, [],
+                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 8])])
+
+    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"], name="is_16k"),
+             helper.make_node("If", ["is16k"], ["y"], then_branch=branch("t", "two"),
+                              else_branch=branch("e", "three"), name="by_rate")]
+    inits = [numpy_helper.from_array(np.array(16000, np.int64), "rate"),
+             numpy_helper.from_array(np.array(2, np.float32), "two"),
+             numpy_helper.from_array(np.array(3, np.float32), "three")]
+    g = helper.make_graph(nodes, "steered",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+                           helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

@@ -248,6 +248,8 @@ def convert(ctx: BuildContext, onnx_art: Artifact) -> Artifact:
         stored = cache.put("onnx2tf", key, {"model.tflite": out}, {"info": info})
         info["cache"] = "miss" if stored is not None else "off" if cache.root() is None else "not stored"
     info["cache_key"] = key[:16]
+    if onnx_art.info.get("bound_inputs"):
+        info["bound_inputs"] = onnx_art.info["bound_inputs"]     # constants now: not fed (bind-inputs pass)
     art = io.with_source_layouts(io.read(out, "fp32", ctx.source.input_names), ctx, ctx.layout)
     _check_io(art, onnx_art, ctx.layout)
     info["static_shapes"] = all(isinstance(d, int) for t in art.inputs + art.outputs for d in t.shape)
