@@ -60,7 +60,9 @@ REPO = Path(__file__).resolve().parents[3]
 VENV = Path(os.environ.get("EDGEPACK_ONNX2TF_VENV", REPO / ".venv-onnx2tf"))
 SETUP = "bash scripts/setup-onnx2tf.sh"
 TIMEOUT_S = float(os.environ.get("EDGEPACK_ONNX2TF_TIMEOUT", "900"))
-PSEUDO_OPS = ("Erf", "GeLU")        # ONNX op types onnx2tf can build from TF-Lite builtins (no Flex)
+# ONNX op types onnx2tf can build from TF-Lite builtins instead of a Flex op, with the name its ops
+# look for in replace_to_pseudo_operators (lower case: onnx2tf 1.29.24's ops/Erf.py, ops/Gelu.py)
+PSEUDO_OPS = {"Erf": "erf", "Gelu": "gelu"}
 CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3   # onnx2tf's per-op check (np.allclose on each tensor)
 SCOPE_NAME = re.compile(r"^[A-Za-z0-9_./>-]*$")   # TensorFlow's _VALID_SCOPE_NAME_REGEX
 
@@ -162,7 +164,7 @@ def options(ctx: BuildContext, onnx_art: Artifact, graph_ops: set[str]) -> dict:
         batch = {int(np.shape(example[n])[0]) for n in symbolic_batch if np.ndim(example[n])}
         if len(batch) == 1:
             kwargs["batch_size"] = batch.pop()          # -b: the Input ops take the example's batch
-    pseudo = sorted(op for op in PSEUDO_OPS if op in graph_ops or op.capitalize() in graph_ops)
+    pseudo = sorted(name for op, name in PSEUDO_OPS.items() if op in graph_ops)
     if pseudo:
         kwargs["replace_to_pseudo_operators"] = pseudo
     return kwargs
