@@ -1,7 +1,7 @@
 """A content-addressed cache of expensive step outputs (an onnx2tf conversion takes minutes).
 
     entry = cache.get("onnx2tf", key)             # None: a miss (or the cache is off)
-    entry = cache.put("onnx2tf", key, {"model.tflite": path}, meta={...})
+    entry = cache.put("onnx2tf", key, {"converted": path}, meta={...})
 
 The key is the caller's: `cache.key(...)` hashes whatever decides the output (the input graph's
 sha256, the tool's version, its options), so a changed input is a new key, never a stale hit.
