@@ -235,3 +235,25 @@ def test_the_first_unmatched_tensor_is_read_from_onnx2tf_cotof_output(tmp_path):
            "INFO: onnx_output_name: y shape: (1, 8) dtype: float32 validate_result:  Unmatched  max_abs_error: 0.25\n")
     text = onnx2tf_log.first_unmatched(out, src)
     assert "'second' (Sigmoid)" in text and "0.25" in text
+
+
+@needs_venv
+@pytest.mark.slow
+def test_a_tflite_that_misses_the_thresholds_runs_onnx2tf_own_check(tmp_path):
+    """A profile that allows no difference at all: the TF-Lite model (float rounding apart from
+    onnxruntime) fails edgepack's check, onnx2tf runs again with -cotof, and the build fails (exit 1)
+    saying what its per-op check found."""
+    sys.path.insert(0, str(REPO / "tests" / "passes"))
+    from passes_support import foldable_graph
+
+    from packager.errors import CheckFailed
+
+    prof = tmp_path / "exact.yaml"
+    prof.write_text("extends: raspberry-pi\nname: exact\nparity: {fp32: {atol: 0.0, rtol: 0.0}}\n")
+    src = foldable_graph(tmp_path / "m.onnx")
+    with pytest.raises(CheckFailed) as e:
+        build(src, str(prof), tmp_path / "out", input_shapes=["x=1x3x16x16"])
+    msg = e.value.message
+    assert msg.startswith("onnx2tf's TF-Lite differs from the ONNX graph on the reference input (output 'y'"), msg
+    assert "onnx2tf" in msg and "-cotof" in msg, msg
+    assert e.value.exit_code == 1
