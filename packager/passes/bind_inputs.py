@@ -27,11 +27,9 @@ from . import Pass, graph
 
 
 @dataclass(frozen=True)
-class BindInputsOptions:
+class BindInputsOptions(graph.Tolerance):
     enabled: Union[Literal["auto"], bool] = "auto"
     inputs: tuple[str, ...] = field(default_factory=tuple)    # empty: the scalars that steer an If
-    atol: float = field(default=1e-4, metadata={"min": 0})
-    rtol: float = field(default=1e-3, metadata={"min": 0})
 
 
 def steering_scalars(model) -> list[str]:
@@ -119,18 +117,16 @@ class BindInputs(Pass):
             with quiet_stdout():
                 folded = onnxslim.slim(model)
         except Exception as exc:
-            why = f"onnxslim could not fold the bound graph: {type(exc).__name__}: {short(exc, 160)}"
-            return art.warn(f"bind-inputs pass: {why}; {', '.join(names)} stay inputs"), {"kept": why}
+            return graph.kept(art, "bind-inputs", f"onnxslim could not fold the bound graph: "
+                              f"{type(exc).__name__}: {short(exc, 160)}")
         left = sorted({n.name for n in folded.graph.node} & set(steered))
         if left or not steered:
-            why = f"binding {bound} did not fold the If {', '.join(left or steered) or '(none steered)'}"
-            return art.warn(f"bind-inputs pass: {why}; the graph is used as it was"), {"kept": why}
+            return graph.kept(art, "bind-inputs", f"binding {bound} did not fold the If "
+                              f"{', '.join(left or steered) or '(none steered)'}")
         out = graph.save(folded, ctx, art, "bound")
-        same, check = graph.compare(art.path, out, ctx.example, opts.atol, opts.rtol)
-        if not same:
-            why = f"the bound graph {check['why']}" if check.get("checked") else check["why"]
-            return art.warn(f"bind-inputs pass refused: {why}; the graph is used as it was"), \
-                {"kept": why, "check": check}
+        refused, check = graph.checked(ctx, art, out, opts, "bind-inputs", "bound")
+        if refused:
+            return refused
         new = graph.reread(out, art)
         new = new.replace(info={**new.info, "bound_inputs": {**art.info.get("bound_inputs", {}), **bound}})
         return new, {"bound": bound, "folded": steered, "nodes": graph.counts(folded), "check": check}

@@ -6,6 +6,7 @@ Not a pass itself (no Pass subclass here): the helpers keep each pass file about
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,15 @@ from ..formats import Artifact, Format
 log = logging.getLogger(__name__)
 
 TWO_GB = 2 ** 31 - 1
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a rewritten graph's outputs may move in onnxruntime on the reference input
+    (|a - b| <= atol + rtol * |b|): the options of every pass that checks its result."""
+
+    atol: float = field(default=1e-4, metadata={"min": 0})
+    rtol: float = field(default=1e-3, metadata={"min": 0})
 _OUTPUTS: dict[str, list] = {}     # ORT outputs of a graph file on the build's example (one build's files)
 
 
@@ -120,3 +130,19 @@ def compare(before: Path, after: Path, example: dict, atol: float, rtol: float) 
             return False, {"checked": True, "max_abs": worst,
                            "why": f"outputs differ by up to {worst:.3g} (atol {atol:g}, rtol {rtol:g})"}
     return True, {"checked": True, "max_abs": worst}
+
+
+def kept(art: Artifact, pass_name: str, why: str, refused: bool = False, **extra) -> tuple[Artifact, dict]:
+    """The pass's result when it leaves the graph as it was: the same artifact, with a warning."""
+    label = f"{pass_name} pass refused" if refused else f"{pass_name} pass"
+    return art.warn(f"{label}: {why}; the graph is used as it was"), {"kept": why, **extra}
+
+
+def checked(ctx, art: Artifact, out: Path, opts, pass_name: str, what: str) -> tuple[tuple | None, dict]:
+    """Compare the rewritten graph `out` with `art` on the example: (None, check) when they agree,
+    else (the pass's 'kept' result, check)."""
+    same, check = compare(art.path, out, ctx.example, opts.atol, opts.rtol)
+    if same:
+        return None, check
+    why = f"the {what} graph {check['why']}" if check.get("checked") else check["why"]
+    return kept(art, pass_name, why, refused=True, check=check), check

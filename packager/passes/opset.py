@@ -18,13 +18,11 @@ from . import Pass, graph, quantized_here
 
 
 @dataclass(frozen=True)
-class OpsetOptions:
+class OpsetOptions(graph.Tolerance):
     enabled: Union[Literal["auto"], bool] = "auto"
     min_opset: Optional[int] = field(default=None, metadata={"min": 7, "max": 23,
                                                             "hint": "an opset such as 13, or null"})
     int8_min_opset: int = field(default=13, metadata={"min": 7, "max": 23})   # per-channel QDQ (axis)
-    atol: float = field(default=1e-4, metadata={"min": 0})
-    rtol: float = field(default=1e-3, metadata={"min": 0})
 
 
 class Opset(Pass):
@@ -63,11 +61,10 @@ class Opset(Pass):
         try:
             new = version_converter.convert_version(model, want)
         except Exception as exc:
-            why = f"onnx.version_converter cannot take opset {have} to {want}: {short(exc, 200)}"
-            return art.warn(f"opset pass: {why}; the graph stays at opset {have}"), {"kept": why}
+            return graph.kept(art, "opset", f"onnx.version_converter cannot take opset {have} to {want}: "
+                              f"{short(exc, 200)}")
         out = graph.save(new, ctx, art, f"opset{want}")
-        same, check = graph.compare(art.path, out, ctx.example, opts.atol, opts.rtol)
-        if not same and check.get("checked"):
-            why = f"the opset {want} graph {check['why']}"
-            return art.warn(f"opset pass: {why}; the graph stays at opset {have}"), {"kept": why, "check": check}
+        refused, check = graph.checked(ctx, art, out, opts, "opset", f"opset {want}")
+        if refused and check.get("checked"):     # unchecked (onnxruntime cannot run the original): kept
+            return refused
         return graph.reread(out, art), {"opset": [have, want], "check": check}

@@ -14,7 +14,7 @@ onnxruntime; one that differs beyond atol/rtol is refused (warning) and the grap
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Union
 
 from ..errors import short
@@ -26,10 +26,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SimplifyOptions:
+class SimplifyOptions(graph.Tolerance):
     enabled: Union[Literal["auto"], bool] = "auto"
-    atol: float = field(default=1e-4, metadata={"min": 0})
-    rtol: float = field(default=1e-3, metadata={"min": 0})
 
 
 class Simplify(Pass):
@@ -49,25 +47,20 @@ class Simplify(Pass):
         try:
             import onnxslim
         except ImportError:
-            why = "onnxslim is not installed (pip install -r requirements.txt)"
-            return art.warn(f"simplify pass skipped: {why}"), {"kept": why}
+            return graph.kept(art, "simplify", "onnxslim is not installed (pip install -r requirements.txt)")
         model = graph.load(art.path)
         before = graph.counts(model)
         try:
             with quiet_stdout():
                 slim = onnxslim.slim(model)
         except Exception as exc:
-            why = f"onnxslim failed: {type(exc).__name__}: {short(exc, 200)}"
-            return art.warn(f"simplify pass: {why}; the graph is used as it was"), {"kept": why}
+            return graph.kept(art, "simplify", f"onnxslim failed: {type(exc).__name__}: {short(exc, 200)}")
         if slim is None:
-            why = "onnxslim returned no model"
-            return art.warn(f"simplify pass: {why}; the graph is used as it was"), {"kept": why}
+            return graph.kept(art, "simplify", "onnxslim returned no model")
         out = graph.save(slim, ctx, art, "slim")
-        same, check = graph.compare(art.path, out, ctx.example, opts.atol, opts.rtol)
-        if not same:
-            why = f"the simplified graph {check['why']}" if check.get("checked") else check["why"]
-            return art.warn(f"simplify pass refused: {why}; the graph is used as it was"), \
-                {"kept": why, "check": check}
+        refused, check = graph.checked(ctx, art, out, opts, "simplify", "simplified")
+        if refused:
+            return refused
         changed = {"tool": f"onnxslim {onnxslim.__version__}", "before": before, "after": graph.counts(slim),
                    "check": check}
         return graph.reread(out, art), changed
