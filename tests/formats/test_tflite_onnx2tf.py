@@ -224,7 +224,7 @@ def test_symbolic_sizes_are_prepared_and_the_second_profile_hits_the_cache(tmp_p
 
 def test_the_first_unmatched_tensor_is_read_from_onnx2tf_cotof_output(tmp_path):
     """onnx2tf's -cotof lines (as 1.29.24 prints them, colours included) -> node and op."""
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     from packager.formats.tflite import onnx2tf_log
 

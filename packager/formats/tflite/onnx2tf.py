@@ -49,10 +49,10 @@ from pathlib import Path
 import numpy as np
 
 from ... import cache
-from ...errors import CheckFailed, ConversionError
+from ...errors import ConversionError
 from .. import Artifact
 from ..base import BuildContext
-from . import io, onnx2tf_log
+from . import io, onnx2tf_check, onnx2tf_log
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ TIMEOUT_S = float(os.environ.get("EDGEPACK_ONNX2TF_TIMEOUT", "900"))
 # ONNX op types onnx2tf can build from TF-Lite builtins instead of a Flex op, with the name its ops
 # look for in replace_to_pseudo_operators (lower case: onnx2tf 1.29.24's ops/Erf.py, ops/Gelu.py)
 PSEUDO_OPS = {"Erf": "erf", "Gelu": "gelu"}
-CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3   # onnx2tf's per-op check (np.allclose on each tensor)
 SCOPE_NAME = re.compile(r"^[A-Za-z0-9_./>-]*$")   # TensorFlow's _VALID_SCOPE_NAME_REGEX
 
 # Runs first in the child, before onnx2tf (or TensorFlow) is imported.
@@ -197,8 +196,9 @@ class Job:
         except subprocess.TimeoutExpired as exc:
             raise ConversionError(f"ONNX -> TF-Lite (onnx2tf) ran past {TIMEOUT_S:.0f} s and was stopped",
                                   "use --format onnx, or set EDGEPACK_ONNX2TF_TIMEOUT higher") from exc
-        (self.work / f"{folder}.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-        log.debug("onnx2tf (%s) exit %s; its output: %s", folder, proc.returncode, self.work / f"{folder}.log")
+        lines = onnx2tf_log.clean(proc.stdout + "\n" + proc.stderr)
+        log.debug("onnx2tf (%s) exit %s; the last of its output:\n%s", folder, proc.returncode,
+                  "\n".join(ln for ln in lines[-80:] if ln.strip()))
         return proc
 
 
@@ -242,18 +242,20 @@ def convert(ctx: BuildContext, onnx_art: Artifact) -> Artifact:
     out = ctx.workdir / "model.tflite"
     hit = cache.get("onnx2tf", key)
     if hit is not None:
+        t0 = time.perf_counter()
         shutil.copyfile(hit.file("model.tflite"), out)
-        info = {**hit.meta.get("info", {}), "cache": "hit"}
+        info = {**hit.meta.get("info", {}), "cache": "hit", "seconds": round(time.perf_counter() - t0, 3)}
+        info["conversion_seconds"] = hit.meta.get("info", {}).get("seconds")
     else:
         info = _run(job, out)
-        info["check"] = _check_against_onnx(ctx, job, out, onnx_art)
+        info["check"] = onnx2tf_check.against_onnx(ctx, job, out, onnx_art)
         stored = cache.put("onnx2tf", key, {"model.tflite": out}, {"info": info})
         info["cache"] = "miss" if stored is not None else "off" if cache.root() is None else "not stored"
     info["cache_key"] = key[:16]
     if onnx_art.info.get("bound_inputs"):
         info["bound_inputs"] = onnx_art.info["bound_inputs"]     # constants now: not fed (bind-inputs pass)
     art = io.with_source_layouts(io.read(out, "fp32", ctx.source.input_names), ctx, ctx.layout)
-    _check_io(art, onnx_art, ctx.layout)
+    onnx2tf_check.io_kept(art, onnx_art, ctx.layout)
     info["static_shapes"] = all(isinstance(d, int) for t in art.inputs + art.outputs for d in t.shape)
     if ctx.layout:
         info["layout_changes"] = ctx.layout
@@ -329,66 +331,3 @@ def _run(job: Job, out: Path) -> dict:
     if job.renamed:
         info["renamed_nodes"] = len(job.renamed)
     return info
-
-
-def _check_against_onnx(ctx: BuildContext, job: Job, tflite: Path, onnx_art: Artifact) -> dict:
-    """The TF-Lite model against onnxruntime on the example; on a mismatch, onnx2tf's per-op check
-    names the first ONNX node that differs (CheckFailed). A model LiteRT cannot run is refused."""
-    from agent import parity, runtimes
-
-    from ...layout import to_model_layout
-
-    feeds = {k: ctx.example[k] for k in job.inputs}
-    try:
-        rt, _ = runtimes.load_timed("litert", str(tflite), {"threads": 0})
-        got = rt.run(to_model_layout(feeds, ctx.layout))
-    except Exception as exc:
-        raise ConversionError(f"onnx2tf's TF-Lite model does not run in LiteRT: {onnx2tf_log.runtime_error(exc)}",
-                              "use --format onnx; or replace the op in the model") from exc
-    ref = _ort_outputs(onnx_art.path, feeds)
-    result = parity.compare({k: [v] for k, v in ref.items()}, {k: [got[k]] for k in ref if k in got},
-                            ctx.profile.thresholds("fp32"))
-    summary = {o["name"]: {"cosine": round(o.get("cosine", 0.0), 6), "max_abs": o.get("max_abs")}
-               for o in result["outputs"]}
-    if result["passed"]:
-        return {"vs_onnxruntime": summary, "passed": True}
-    proc = job.call("cotof", {"check_onnx_tf_outputs_elementwise_close_full": True,
-                              "check_onnx_tf_outputs_elementwise_close_atol": CHECK_ATOL,
-                              "check_onnx_tf_outputs_elementwise_close_rtol": CHECK_RTOL}, signature=False)
-    where = onnx2tf_log.first_unmatched(proc.stdout, job.graph_file, job.renamed)
-    failing = "; ".join(parity.describe_failures(result))
-    raise CheckFailed(f"onnx2tf's TF-Lite differs from the ONNX graph on the reference input ({failing}); "
-                      f"{where}",
-                      "use --format onnx; or pass onnx2tf a parameter replacement for that node "
-                      "(https://github.com/PINTO0309/onnx2tf#parameter-replacement)")
-
-
-def _ort_outputs(path: Path, feeds: dict) -> dict:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, {k: np.asarray(v) for k, v in feeds.items()})))
-
-
-def _check_io(art: Artifact, onnx_art: Artifact, changes: dict) -> None:
-    """The TF-Lite model must take the inputs edgepack will feed and give the ONNX outputs by name."""
-    got_in = {s.name: list(s.example_shape or s.shape) for s in art.inputs}
-    for spec in onnx_art.inputs:
-        want = list(spec.example_shape or spec.shape)
-        if spec.name in changes:
-            want = [want[i] for i in changes[spec.name]["perm"]]
-        got = got_in.get(spec.name)
-        if got is None:
-            raise ConversionError(f"onnx2tf's TF-Lite model has no input '{spec.name}' (it has {sorted(got_in)})",
-                                  "use --format onnx")
-        if len(got) != len(want) or any(isinstance(w, int) and w != g for w, g in zip(want, got)):
-            raise ConversionError(f"onnx2tf changed input '{spec.name}' to shape {got} (expected {want})",
-                                  "use --format onnx, which keeps the model's layout")
-    want_out = {s.name for s in onnx_art.outputs}
-    got_out = {s.name for s in art.outputs}
-    if want_out and not want_out <= got_out:
-        raise ConversionError(f"onnx2tf's TF-Lite outputs {sorted(got_out)} do not match the ONNX outputs "
-                              f"{sorted(want_out)}", "use --format onnx")
