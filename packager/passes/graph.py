@@ -111,24 +111,24 @@ def compare(before: Path, after: Path, example: dict, atol: float, rtol: float) 
     try:
         got = run_ort(after, example)
     except Exception as exc:
-        return False, {"checked": True, "why": f"onnxruntime cannot run the rewritten graph: {short(exc, 200)}"}
+        return False, {"checked": True, "why": f"does not run in onnxruntime: {short(exc, 200)}"}
     if len(ref) != len(got):
-        return False, {"checked": True, "why": f"{len(got)} outputs instead of {len(ref)}"}
+        return False, {"checked": True, "why": f"gives {len(got)} outputs instead of {len(ref)}"}
     worst = 0.0
     for r, g in zip(ref, got):
         r, g = np.asarray(r), np.asarray(g)
         if r.shape != g.shape:
-            return False, {"checked": True, "why": f"an output's shape changed {list(r.shape)} -> {list(g.shape)}"}
+            return False, {"checked": True, "why": f"changes an output's shape {list(r.shape)} -> {list(g.shape)}"}
         if r.dtype.kind not in "fc":
             if not np.array_equal(r, g):
-                return False, {"checked": True, "why": "an integer output changed"}
+                return False, {"checked": True, "why": "changes an integer output"}
             continue
         r64, g64 = r.astype(np.float64), g.astype(np.float64)
         diff = np.abs(g64 - r64)
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
         if not np.all((diff <= atol + rtol * np.abs(r64)) | (np.isnan(r64) & np.isnan(g64))):
             return False, {"checked": True, "max_abs": worst,
-                           "why": f"outputs differ by up to {worst:.3g} (atol {atol:g}, rtol {rtol:g})"}
+                           "why": f"gives outputs that differ by up to {worst:.3g} (atol {atol:g}, rtol {rtol:g})"}
     return True, {"checked": True, "max_abs": worst}
 
 

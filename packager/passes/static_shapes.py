@@ -24,7 +24,7 @@ from . import Pass, graph, is_bundle, quantized_here
 
 
 @dataclass(frozen=True)
-class StaticShapesOptions:
+class StaticShapesOptions(graph.Tolerance):
     enabled: Union[Literal["auto"], bool] = "auto"
     keep_batch: Union[Literal["auto"], bool] = "auto"   # leave a symbolic axis 0 symbolic
 
@@ -73,7 +73,13 @@ class StaticShapes(Pass):
         except Exception as exc:  # onnx's checker or shape inference refuses: leave outputs to the runtime
             outputs = f"left as they were ({short(exc, 120)})"
         out = graph.save(model, ctx, art, "static")
-        return graph.reread(out, art), {"fixed": fixed, "keep_batch": keep, "output_shapes": outputs}
+        # onnxruntime type-checks every If branch at load: a branch that cannot take the fixed sizes
+        # (Silero VAD's 8 kHz branch with 576 samples) makes the whole graph unloadable
+        refused, check = graph.checked(ctx, art, out, opts, "static-shapes", "fixed-size")
+        if refused:
+            return refused
+        return graph.reread(out, art), {"fixed": fixed, "keep_batch": keep, "output_shapes": outputs,
+                                        "check": check}
 
 
 def _fix(g, art, example: dict, keep: bool) -> dict:

@@ -43,7 +43,7 @@ def context(tmp_path: Path, profile: str, example: dict, source_path: Path):
 
     src = sources.load(str(source_path), {k: list(v.shape) for k, v in example.items()})
     work = tmp_path / "work"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     return BuildContext(source=src, profile=profiles.load(profile), workdir=work, example=example, layout={})
 
 
@@ -78,6 +78,30 @@ def steered_graph(path: Path) -> Path:
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
                            helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def branch_breaks_when_fixed(path: Path) -> Path:
+    """y = If(sr == 16000) then x else the first half of Split(x, [50, 50], axis 1), x [N, L]: with L
+    fixed to 8 the else branch no longer type-checks and onnxruntime refuses the whole graph (as Silero
+    VAD's 8 kHz branch does at 576 samples)."""
+    def branch(name, node):
+        return helper.make_graph([node], name, [],
+                                 [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [None, None])])
+
+    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"], name="is_16k"),
+             helper.make_node("If", ["is16k"], ["y"], name="by_rate",
+                              then_branch=branch("t", helper.make_node("Identity", ["x"], ["t_y"], name="keep")),
+                              else_branch=branch("e", helper.make_node("Split", ["x", "halves"], ["e_y", "e_z"],
+                                                                       axis=1, name="halve")))]
+    inits = [numpy_helper.from_array(np.array(16000, np.int64), "rate"),
+             numpy_helper.from_array(np.array([50, 50], np.int64), "halves")]
+    g = helper.make_graph(nodes, "breaks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "L"]),
+                                            helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])], inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))

@@ -46,3 +46,20 @@ def test_samples_must_hold_the_bound_value():
     with pytest.raises(DataError) as e:
         drop_bound(same + [{"x": X, "sr": np.array(8000)}], {"sr": 16000}, "calibration")
     assert "calibration sample 2 has sr=8000" in e.value.message and "sr=16000" in e.value.hint
+
+
+def test_fixed_sizes_that_break_a_branch_are_not_used_but_binding_first_saves_them(tmp_path):
+    from passes_support import branch_breaks_when_fixed
+
+    src = branch_breaks_when_fixed(tmp_path / "g.onnx")
+    example = {"x": X, "sr": np.array(16000, np.int64)}
+    ctx = context(tmp_path / "int8", "x86-cpu-int8", example, src)   # int8 ONNX bundle: sizes optional
+    new, records = passes.apply(ctx, artifact(src, ctx), None)
+    static = [r for r in records if r["name"] == "static-shapes"][0]["changed"]
+    assert static["kept"].startswith("the fixed-size graph does not run in onnxruntime")
+    assert new.inputs[0].shape == ["N", "L"] and any("static-shapes pass refused" in w for w in new.warnings)
+    ctx = context(tmp_path / "tfl", "raspberry-pi", example, src)    # before onnx2tf: sr bound, If folded
+    new, records = passes.apply(ctx, artifact(src, ctx), formats.get(Format.TFLITE))
+    assert [r["name"] for r in records if "kept" not in r["changed"]] == ["bind-inputs", "static-shapes", "simplify"]
+    assert [s.shape for s in new.inputs] == [[1, 8]]
+    np.testing.assert_array_equal(ort_run(new.path, {"x": X})[0], X)
