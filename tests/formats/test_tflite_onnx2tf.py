@@ -257,3 +257,26 @@ def test_a_tflite_that_misses_the_thresholds_runs_onnx2tf_own_check(tmp_path):
     assert msg.startswith("onnx2tf's TF-Lite differs from the ONNX graph on the reference input (output 'y'"), msg
     assert "onnx2tf" in msg and "-cotof" in msg, msg
     assert e.value.exit_code == 1
+
+
+def test_onnx2tf_options_follow_the_graph():
+    """-b only for a batch still symbolic, pseudo operators only for ops the graph has (in the lower
+    case onnx2tf's ops look for), never onnx2tf's own onnxsim step."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from packager.formats import Artifact, Format
+    from packager.specs import TensorSpec
+
+    ctx = SimpleNamespace(example={"ids": np.zeros((1, 32), np.int64), "img": np.zeros((1, 3, 8, 8), np.float32)},
+                          layout={"img": {"perm": [0, 2, 3, 1]}})
+    static = Artifact(Format.ONNX, REPO / "m.onnx", (TensorSpec("ids", "int64", [1, 32]),
+                                                     TensorSpec("img", "float32", [1, 3, 8, 8])), ())
+    kw = onnx2tf_route.options(ctx, static, {"MatMul", "Conv"})
+    assert kw == {"non_verbose": True, "not_use_onnxsim": True}
+    dynamic = static.replace(inputs=(TensorSpec("ids", "int64", ["batch", 32]),
+                                     TensorSpec("img", "float32", ["batch", 3, 8, 8])))
+    kw = onnx2tf_route.options(ctx, dynamic, {"Erf", "MatMul"})
+    assert kw["batch_size"] == 1 and kw["replace_to_pseudo_operators"] == ["erf"]
+    assert "keep_ncw_or_nchw_or_ncdhw_input_names" not in kw      # img turns NHWC, ids is 2-D
