@@ -19,6 +19,7 @@ from . import parity as host_parity
 from .errors import SourceError, UsageError, short
 from .formats.base import BuildContext
 from .manifest import build_manifest, conversion_section
+from .passes.bind_inputs import drop_bound
 from .specs import TensorSpec, parse_input_shapes
 
 log = logging.getLogger(__name__)
@@ -205,18 +206,19 @@ def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
         art, step_records, pass_records = run_route(ctx, route)
         warnings.extend(art.warnings)
         changes = art.info.get("layout_changes") or {}
+        bound = art.info.get("bound_inputs") or {}     # inputs the bind-inputs pass made constants
 
         plan = backend.quant_plan(prof, art)           # int8 'auto' resolved here, once
         calib, calib_info = calibration_set(src, opts, plan, warnings)
         if calib is not None:
-            calib = [layout.to_model_layout(x, changes) for x in calib]
+            calib = [layout.to_model_layout(x, changes) for x in drop_bound(calib, bound, "calibration")]
         float_art = art
         art = backend.quantize(art, plan, calib, ctx.folder("quantize"), prof)
         warnings.extend(w for w in art.warnings if w not in warnings)
 
         # The vectors and the converted model take inputs in the model's layout (NHWC for a
         # channels-last TF-Lite model); the outputs stay the ORIGINAL model's.
-        model_inputs = [layout.to_model_layout(x, changes) for x in ref_inputs]
+        model_inputs = [layout.to_model_layout(x, changes) for x in drop_bound(ref_inputs, bound, "reference")]
         log.info("host parity on %d samples", len(ref_inputs))
         thresholds = prof.thresholds()
         settings = backend.runtime_settings(prof)

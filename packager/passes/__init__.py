@@ -4,13 +4,19 @@ A pass subclasses `Pass`, which registers it by name when its module is imported
 lists them, in the order they run). Its options are a dataclass, validated from the profile's
 `passes: {name: {...}}` section like every other profile key. Every pass has `enabled`:
 `auto` (run when `wanted()` gives a reason), `true` (always, where its format applies) or `false`.
-The pipeline calls `apply()` after each route step; what ran, why, with which options and how long
-it took is recorded in the artifact's info (the manifest's conversion.passes).
+The pipeline calls `apply()` after each route step; what ran, why, with which options, what it
+changed and how long it took is recorded in the manifest's conversion.passes. A pass that cannot
+improve the graph returns it unchanged with a warning (recorded as `kept`), never a half-made one.
+
+Passes run with the build's temp folder as the working directory: onnxruntime's tools write
+`sym_shape_infer_temp.onnx` (and uuid-named `.data` files) into the current directory.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, ClassVar
 
@@ -22,8 +28,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The order they run in: a scalar that steers an If bound first (the If folds before anything reads
+# its branches' stale shapes), then sizes (the simplifier folds shape arithmetic only once sizes are
+# fixed), the opset before simplifying (the converter's new Constant inputs get folded), shape
+# inference last (on the graph the next step gets).
 PASS_MODULES = (
+    "packager.passes.bind_inputs",
     "packager.passes.static_shapes",
+    "packager.passes.opset",
+    "packager.passes.simplify",
+    "packager.passes.shape_inference",
 )
 
 _PASSES: dict[str, "Pass"] = {}
@@ -44,7 +58,7 @@ class Pass:
         """Why this pass should run here (None: no reason; `enabled: auto` then skips it)."""
         return None
 
-    def run(self, ctx: "BuildContext", art: Artifact, opts) -> tuple[Artifact, dict]:
+    def run(self, ctx: "BuildContext", art: Artifact, opts, next_backend: "Backend | None" = None) -> tuple[Artifact, dict]:
         """The new artifact and what the pass changed (recorded in the manifest)."""
         raise NotImplementedError
 
@@ -52,7 +66,33 @@ class Pass:
 def all_passes() -> list[Pass]:
     for name in PASS_MODULES:
         importlib.import_module(name)
-    return list(_PASSES.values())
+    return [_PASSES[n] for n in sorted(_PASSES, key=_order)]
+
+
+def _order(name: str) -> int:
+    mods = [m.rsplit(".", 1)[1].replace("_", "-") for m in PASS_MODULES]
+    return mods.index(name) if name in mods else len(mods)
+
+
+def is_bundle(ctx: "BuildContext", art: Artifact, next_backend: "Backend | None") -> bool:
+    """The artifact is what the bundle ships (no converter follows)."""
+    return next_backend is None and art.format.value == ctx.profile.format
+
+
+def quantized_here(ctx: "BuildContext", art: Artifact, next_backend: "Backend | None") -> bool:
+    """This artifact goes to int8 quantization next (ORT's quantizer for an ONNX bundle)."""
+    return is_bundle(ctx, art, next_backend) and ctx.profile.precision == "int8"
+
+
+@contextlib.contextmanager
+def working_dir(path):
+    """Run with `path` as the current directory (restored on every exit path)."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 def apply(ctx: "BuildContext", art: Artifact, next_backend: "Backend | None") -> tuple[Artifact, list[dict]]:
@@ -70,7 +110,8 @@ def apply(ctx: "BuildContext", art: Artifact, next_backend: "Backend | None") ->
             continue
         log.info("pass %s on the %s graph%s", p.name, art.format.value, f" ({reason})" if reason else "")
         t0 = time.perf_counter()
-        new, changed = p.run(ctx, art, opts)
+        with working_dir(ctx.folder("passes")):
+            new, changed = p.run(ctx, art, opts, next_backend)
         record = {"name": p.name, "format": art.format.value, "options": typed.to_dict(opts),
                   "why": reason or "enabled: true", "seconds": round(time.perf_counter() - t0, 3),
                   "changed": changed}

@@ -21,6 +21,12 @@ needs_venv = pytest.mark.skipif(not onnx2tf_route.python().exists(),
                                 reason="no .venv-onnx2tf (run bash scripts/setup-onnx2tf.sh)")
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """Every test converts for real: the conversion cache lives in the test's own folder."""
+    monkeypatch.setenv("EDGEPACK_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="module")
 def onnx_files(tmp_path_factory):
     """ONNX exports of examples/models.py tiny_cnn and mlp (edgepack's own ONNX route)."""
@@ -124,3 +130,153 @@ print("BLOCKED")
     proc = subprocess.run([str(onnx2tf_route.python()), "-c", code], capture_output=True, text=True,
                           timeout=300, cwd=str(REPO / "tests"))
     assert proc.returncode == 0 and "BLOCKED" in proc.stdout, proc.stderr[-2000:]
+
+
+def _graph(path, nodes, inits, out_shape=None, in_shape=(1, 8)):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@needs_venv
+def test_a_failing_conversion_names_the_onnx_node_and_op(tmp_path):
+    """onnx2tf 1.29.24 has no converter for CastLike: the error is one line naming the op and its
+    first node, not the tail of a traceback; nothing is left in --out."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("CastLike", ["x", "half"], ["h"], name="to_half"),
+             helper.make_node("CastLike", ["h", "single"], ["y"], name="to_single")]
+    inits = [numpy_helper.from_array(np.array([1], np.float16), "half"),
+             numpy_helper.from_array(np.array([1], np.float32), "single")]
+    src = _graph(tmp_path / "castlike.onnx", nodes, inits, [1, 8])
+    with pytest.raises(ConversionError) as e:
+        build(src, "raspberry-pi", tmp_path / "out")
+    msg = e.value.message
+    assert "no converter for the ONNX op CastLike (node 'to_half', first of 2)" in msg, msg
+    assert "Traceback" not in msg and "File \"" not in msg and len(msg) < 300
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_stopping_node_is_read_from_onnx2tf_output(tmp_path):
+    """What onnx2tf 1.29.24 printed for PP-OCR's angle classifier (nodes named 'Softmax@0'), cut
+    to its lines that matter: the innermost node, its op, and the line that says why."""
+    from onnx import helper
+
+    from packager.formats.tflite import onnx2tf_log
+
+    src = _graph(tmp_path / "g.onnx", [helper.make_node("Softmax", ["x"], ["y"], name="Softmax_0")], [], [1, 8])
+    stdout = ("\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call last):\n"
+              "  File \"onnx2tf/ops/Softmax.py\", line 55, in custom_tf_nn_softmax\n"
+              "ValueError: Exception encountered when calling layer \"tf.nn.softmax\" (type TFOpLambda).\n\n"
+              "'Softmax@0' is not a valid scope name.\n\nCall arguments received by layer:\n"
+              "\x1b[31mERROR:\x1b[0m onnx_op_name: Softmax_0\n")
+    stderr = stdout.split("ERROR:\x1b[0m onnx_op_name")[0].split("below.\n", 1)[1]
+    text = onnx2tf_log.failure(stdout, stderr, src, {"Softmax_0": "Softmax@0"})
+    assert text.startswith("stopped at ONNX node 'Softmax@0' (Softmax): ValueError: Exception encountered"), text
+    assert "is not a valid scope name" in text
+
+
+@needs_venv
+def test_ops_that_need_flex_are_refused_naming_the_node(tmp_path):
+    """Det has no TF-Lite builtin (tf.MatrixDeterminant is a Select-TF op the device's LiteRT lacks):
+    edgepack converts with builtins only and says which node needs what."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["m"], name="to_matrices"),
+             helper.make_node("Det", ["m"], ["y"], name="determinant")]
+    src = _graph(tmp_path / "det.onnx", nodes, [numpy_helper.from_array(np.array([2, 2, 2], np.int64), "shape")], [2])
+    with pytest.raises(ConversionError) as e:
+        build(src, "raspberry-pi", tmp_path / "out")
+    msg = e.value.message
+    assert "Flex" in msg and "tf.MatrixDeterminant" in msg and "'determinant' (Det)" in msg, msg
+
+
+@needs_venv
+def test_symbolic_sizes_are_prepared_and_the_second_profile_hits_the_cache(tmp_path):
+    """A graph with symbolic H/W (foldable shape arithmetic) converts after static-shapes and simplify;
+    android then reuses raspberry-pi's float conversion from the cache."""
+    sys.path.insert(0, str(REPO / "tests" / "passes"))
+    from passes_support import foldable_graph
+
+    src = foldable_graph(tmp_path / "m.onnx")
+    shape = ["x=1x3x16x16"]
+    first = build(src, "raspberry-pi", tmp_path / "a", input_shapes=shape)
+    conv = first.manifest["conversion"]
+    assert [p["name"] for p in conv["passes"]] == ["static-shapes", "simplify"]
+    assert conv["cache"] == "miss" and conv["check"]["passed"]
+    assert conv["onnx2tf_options"]["not_use_onnxsim"] is True
+    report, code = selftest(first.bundle)
+    assert code == 0 and report["parity"]["passed"]
+    second = build(src, "android", tmp_path / "b", input_shapes=shape)
+    assert second.manifest["conversion"]["cache"] == "hit"
+    assert second.manifest["conversion"]["cache_key"] == conv["cache_key"]
+    report, code = selftest(second.bundle)
+    assert code == 0, report["verdict"]
+
+
+def test_the_first_unmatched_tensor_is_read_from_onnx2tf_cotof_output(tmp_path):
+    """onnx2tf's -cotof lines (as 1.29.24 prints them, colours included) -> node and op."""
+    from onnx import helper
+
+    from packager.formats.tflite import onnx2tf_log
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"), helper.make_node("Sigmoid", ["a"], ["y"], name="second")]
+    src = _graph(tmp_path / "g.onnx", nodes, [], [1, 8])
+    out = ("\x1b[32mINFO:\x1b[0m \x1b[32monnx_output_name\x1b[0m: a \x1b[32mshape\x1b[0m: (1, 8) dtype: float32 "
+           "\x1b[32mvalidate_result\x1b[0m: \x1b[7m\x1b[32m Matches \x1b[0m\n"
+           "INFO: onnx_output_name: y shape: (1, 8) dtype: float32 validate_result:  Unmatched  max_abs_error: 0.25\n")
+    text = onnx2tf_log.first_unmatched(out, src)
+    assert "'second' (Sigmoid)" in text and "0.25" in text
+
+
+@needs_venv
+@pytest.mark.slow
+def test_a_tflite_that_misses_the_thresholds_runs_onnx2tf_own_check(tmp_path):
+    """A profile that allows no difference at all: the TF-Lite model (float rounding apart from
+    onnxruntime) fails edgepack's check, onnx2tf runs again with -cotof, and the build fails (exit 1)
+    saying what its per-op check found."""
+    sys.path.insert(0, str(REPO / "tests" / "passes"))
+    from passes_support import foldable_graph
+
+    from packager.errors import CheckFailed
+
+    prof = tmp_path / "exact.yaml"
+    prof.write_text("extends: raspberry-pi\nname: exact\nparity: {fp32: {atol: 0.0, rtol: 0.0}}\n")
+    src = foldable_graph(tmp_path / "m.onnx")
+    with pytest.raises(CheckFailed) as e:
+        build(src, str(prof), tmp_path / "out", input_shapes=["x=1x3x16x16"])
+    msg = e.value.message
+    assert msg.startswith("onnx2tf's TF-Lite differs from the ONNX graph on the reference input (output 'y'"), msg
+    assert "onnx2tf" in msg and "-cotof" in msg, msg
+    assert e.value.exit_code == 1
+
+
+def test_onnx2tf_options_follow_the_graph():
+    """-b only for a batch still symbolic, pseudo operators only for ops the graph has (in the lower
+    case onnx2tf's ops look for), never onnx2tf's own onnxsim step."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from packager.formats import Artifact, Format
+    from packager.specs import TensorSpec
+
+    ctx = SimpleNamespace(example={"ids": np.zeros((1, 32), np.int64), "img": np.zeros((1, 3, 8, 8), np.float32)},
+                          layout={"img": {"perm": [0, 2, 3, 1]}})
+    static = Artifact(Format.ONNX, REPO / "m.onnx", (TensorSpec("ids", "int64", [1, 32]),
+                                                     TensorSpec("img", "float32", [1, 3, 8, 8])), ())
+    kw = onnx2tf_route.options(ctx, static, {"MatMul", "Conv"})
+    assert kw == {"non_verbose": True, "not_use_onnxsim": True}
+    dynamic = static.replace(inputs=(TensorSpec("ids", "int64", ["batch", 32]),
+                                     TensorSpec("img", "float32", ["batch", 3, 8, 8])))
+    kw = onnx2tf_route.options(ctx, dynamic, {"Erf", "MatMul"})
+    assert kw["batch_size"] == 1 and kw["replace_to_pseudo_operators"] == ["erf"]
+    assert "keep_ncw_or_nchw_or_ncdhw_input_names" not in kw      # img turns NHWC, ids is 2-D

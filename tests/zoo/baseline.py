@@ -121,7 +121,9 @@ def one(case: zoo.Case, profile: str, timeout: float) -> dict:
         rec.update(build="ok", warnings=[w[:200] for w in res.get("warnings", [])],
                    host_cosine=cosines(man.get("host_parity")), route=man.get("conversion", {}).get("route"),
                    precision=man.get("precision"), quantization=man.get("quantization"),
-                   model_bytes=man.get("model", {}).get("size"))
+                   model_bytes=man.get("model", {}).get("size"),
+                   passes=[p["name"] for p in man.get("conversion", {}).get("passes", []) if "kept" not in p["changed"]],
+                   cache=man.get("conversion", {}).get("cache"))
         rc, so, se, secs = run(EDGEPACK + ["selftest", res["bundle"], "--json", "--runs", "20", "--seconds", "0"],
                                cwd, env, 300)
         rec["selftest_chatter"] = summarize_chatter(chatter(se))

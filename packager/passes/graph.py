@@ -1,0 +1,148 @@
+"""What the ONNX passes share: load and save a graph, count its nodes, and check a rewritten graph
+against the one it came from on the build's reference input, in onnxruntime.
+
+Not a pass itself (no Pass subclass here): the helpers keep each pass file about its one job.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import short
+from ..formats import Artifact, Format
+
+log = logging.getLogger(__name__)
+
+TWO_GB = 2 ** 31 - 1
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a rewritten graph's outputs may move in onnxruntime on the reference input
+    (|a - b| <= atol + rtol * |b|): the options of every pass that checks its result."""
+
+    atol: float = field(default=1e-4, metadata={"min": 0})
+    rtol: float = field(default=1e-3, metadata={"min": 0})
+_OUTPUTS: dict[str, list] = {}     # ORT outputs of a graph file on the build's example (one build's files)
+
+
+def load(path: Path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def save(model, ctx, art: Artifact, tag: str) -> Path:
+    """The rewritten graph as <workdir>/passes/<stem>.<tag>.onnx (one file unless over 2 GB)."""
+    import onnx
+
+    out = ctx.folder("passes") / f"{art.path.stem.split('.')[0]}.{tag}.onnx"
+    big = model.ByteSize() > TWO_GB
+    onnx.save_model(model, str(out), save_as_external_data=big,
+                    location=out.name + ".data" if big else None)
+    return out
+
+
+def reread(path: Path, art: Artifact) -> Artifact:
+    """The Artifact of a rewritten graph: its own I/O, the reference shapes and what made it kept."""
+    from ..formats import get
+
+    new = get(Format.ONNX).read(path, art.precision, like=art)
+    return new.replace(info={**art.info, **new.info})
+
+
+def counts(model) -> dict:
+    ops: dict[str, int] = {}
+    for n in model.graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    return {"nodes": len(model.graph.node), "initializers": len(model.graph.initializer),
+            **{k: ops[k] for k in ("Constant", "Shape", "If", "Loop") if k in ops}}
+
+
+def opset(model) -> int:
+    from ..formats.onnx.io import opset_of
+
+    return opset_of(model) or 0
+
+
+def feeds(path: Path, example: dict) -> dict:
+    """The example's arrays for the graph's inputs, in the dtype each input declares."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    init = {i.name for i in model.graph.initializer}
+    out = {}
+    for vi in model.graph.input:
+        if vi.name in init or vi.name not in example:
+            continue
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        out[vi.name] = np.asarray(example[vi.name]).astype(dtype, copy=False)
+    return out
+
+
+def run_ort(path: Path, example: dict) -> list:
+    """The graph's outputs on the example (cached per file: a build's pass files are never rewritten)."""
+    key = str(path)
+    if key in _OUTPUTS:
+        return _OUTPUTS[key]
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, feeds(path, example))
+    if len(_OUTPUTS) > 8:
+        _OUTPUTS.clear()
+    _OUTPUTS[key] = got
+    return got
+
+
+def compare(before: Path, after: Path, example: dict, atol: float, rtol: float) -> tuple[bool, dict]:
+    """Do both graphs give the same outputs on the example (|a - b| <= atol + rtol * |b|)?
+    Returns (same, what was measured); a graph onnxruntime cannot run counts as different."""
+    try:
+        ref = run_ort(before, example)
+    except Exception as exc:  # nothing to check against: say so, the caller decides
+        return False, {"checked": False, "why": f"onnxruntime cannot run the graph before the pass: {short(exc, 200)}"}
+    try:
+        got = run_ort(after, example)
+    except Exception as exc:
+        return False, {"checked": True, "why": f"does not run in onnxruntime: {short(exc, 200)}"}
+    if len(ref) != len(got):
+        return False, {"checked": True, "why": f"gives {len(got)} outputs instead of {len(ref)}"}
+    worst = 0.0
+    for r, g in zip(ref, got):
+        r, g = np.asarray(r), np.asarray(g)
+        if r.shape != g.shape:
+            return False, {"checked": True, "why": f"changes an output's shape {list(r.shape)} -> {list(g.shape)}"}
+        if r.dtype.kind not in "fc":
+            if not np.array_equal(r, g):
+                return False, {"checked": True, "why": "changes an integer output"}
+            continue
+        r64, g64 = r.astype(np.float64), g.astype(np.float64)
+        diff = np.abs(g64 - r64)
+        worst = max(worst, float(diff.max()) if diff.size else 0.0)
+        if not np.all((diff <= atol + rtol * np.abs(r64)) | (np.isnan(r64) & np.isnan(g64))):
+            return False, {"checked": True, "max_abs": worst,
+                           "why": f"gives outputs that differ by up to {worst:.3g} (atol {atol:g}, rtol {rtol:g})"}
+    return True, {"checked": True, "max_abs": worst}
+
+
+def kept(art: Artifact, pass_name: str, why: str, refused: bool = False, **extra) -> tuple[Artifact, dict]:
+    """The pass's result when it leaves the graph as it was: the same artifact, with a warning."""
+    label = f"{pass_name} pass refused" if refused else f"{pass_name} pass"
+    return art.warn(f"{label}: {why}; the graph is used as it was"), {"kept": why, **extra}
+
+
+def checked(ctx, art: Artifact, out: Path, opts, pass_name: str, what: str) -> tuple[tuple | None, dict]:
+    """Compare the rewritten graph `out` with `art` on the example: (None, check) when they agree,
+    else (the pass's 'kept' result, check)."""
+    same, check = compare(art.path, out, ctx.example, opts.atol, opts.rtol)
+    if same:
+        return None, check
+    why = f"the {what} graph {check['why']}" if check.get("checked") else check["why"]
+    return kept(art, pass_name, why, refused=True, check=check), check
