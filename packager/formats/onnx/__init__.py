@@ -33,6 +33,11 @@ class OnnxBackend(Backend):
         SourceKind.SAVEDMODEL: export.from_tensorflow,
     }
 
+    def requirements(self, art: Artifact) -> dict:
+        from . import needs
+
+        return {**super().requirements(art), **needs.requirements(art.path)}
+
     def int8_mode(self, requested: str, art: Artifact) -> str:
         # Measured (docs/QUANTIZATION.md): static QDQ for conv nets (dynamic leaves convs float or
         # slow ConvInteger), dynamic for MatMul/Gemm models (a transformer ran 1.6x faster).
