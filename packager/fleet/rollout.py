@@ -245,7 +245,7 @@ def _store_report(opts: FleetOptions, host: Host, name: Optional[str], report: d
     """The device's report, copied to <reports_dir>/<host>/ (the host's name made safe)."""
     if not opts.reports_dir:
         return None
-    folder = Path(opts.reports_dir) / _safe_name(host.name)
+    folder = Path(opts.reports_dir) / safe_name(host.name)
     folder.mkdir(parents=True, exist_ok=True)
     name = os.path.basename(name or f"{int(time.time())}-{report.get('bundle_id')}.json")
     path = folder / name
@@ -255,7 +255,9 @@ def _store_report(opts: FleetOptions, host: Host, name: Optional[str], report: d
     return str(path)
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A host's name as a local folder name (its reports): odd characters replaced, plus a
+    hash of the real name whenever anything was replaced (so two hosts never share one)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "host"
     if safe != name:
         safe += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
