@@ -149,3 +149,17 @@ def test_require_providers_in_a_profile_reaches_the_manifest(tmp_path):
     needs = json.loads((b / "manifest.json").read_text())["needs"]
     assert needs["providers"] == ["CUDAExecutionProvider"]
     assert needs["runtime"]["name"] == "onnxruntime" and needs["runtime"]["min_version"] == "1.12"
+
+
+@pytest.mark.slow
+def test_litert_min_runtime_version_is_read_from_a_real_tflite_file(tmp_path):
+    """The TF-Lite converter writes `min_runtime_version`; the backend reads it back."""
+    tf = pytest.importorskip("tensorflow")
+    from packager.formats.tflite.needs import min_runtime_version
+
+    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(4)])
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    need = min_runtime_version(path)
+    assert need and compat.version_tuple(need) >= (1, 5), need
+    assert min_runtime_version(tmp_path / "m.tflite") == need
