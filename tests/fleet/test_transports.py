@@ -176,3 +176,44 @@ def test_local_transport_failures(tmp_path):
         t.run(["sleep", "5"], timeout=0.2)
     r = t.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (r.rc, r.stdout, r.stderr) == (3, "out\n", "err\n")
+
+
+def _running(marker: str) -> list:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmd:
+                out.append(cmd)
+    return out
+
+
+def test_a_timed_out_or_cancelled_command_leaves_no_process(tmp_path):
+    """The command and everything it started (its process group) end with it: on a timeout,
+    on `cancel` (Ctrl-C), but not for a cleanup command (interruptible=False)."""
+    import threading
+
+    from packager.fleet.transports import Interrupted
+
+    t = LocalTransport("here")
+    marker = f"sleep 30{os.getpid() % 10}"
+    script = f"{marker} & {marker} & wait"
+    with pytest.raises(CommandTimeout, match="were ended"):
+        t.run(["sh", "-c", script], timeout=0.5)
+    assert _running(marker) == []
+    t.cancel = threading.Event()
+    threading.Timer(0.5, t.cancel.set).start()
+    with pytest.raises(Interrupted, match=r"here: interrupted \(Ctrl-C\); its processes were ended"):
+        t.run(["sh", "-c", script], timeout=60)
+    assert _running(marker) == []
+    r = t.run(["sh", "-c", "echo cleanup"], interruptible=False)  # cancel is still set
+    assert r.rc == 0 and r.stdout == "cleanup\n" and r.stderr == ""
+    p = t.start(["sh", "-c", script])
+    time.sleep(0.3)
+    assert _running(marker) and not p.finished()
+    p.kill()
+    p.close()
+    assert _running(marker) == []
