@@ -171,8 +171,10 @@ class RichDisplay:
     def _start(self):
         from rich.live import Live
 
+        on_stdout = self.console.file is sys.stdout
         self.live = Live(self._render(), console=self.console, transient=True,
-                         refresh_per_second=4, get_renderable=self._render)
+                         refresh_per_second=4, get_renderable=self._render,
+                         redirect_stdout=on_stdout, redirect_stderr=True)
         self.live.start()
         # Log lines (edgepack: ...) go above the live region instead of through it.
         for h in logging.getLogger().handlers:
