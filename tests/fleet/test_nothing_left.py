@@ -114,10 +114,8 @@ def test_max_fail_with_many_forks_fails_what_one_at_a_time_fails(fleet, bundle_s
 
 
 def test_push_retest_selftests_the_current_release_again(fleet, bundle_set, tmp_path):
-    root = "~/ep-retest"
-    dev = fleet.devices[2]
+    dev, root, v1 = fleet.devices[2], "~/ep-retest", bundle_set["v1"]
     hs = hosts({"r": (dev, {})}, root)
-    v1 = bundle_set["v1"]
     assert push(str(v1), hs, opts(fleet, tmp_path)).exit_code == 0
     reports = dev.path(root) / "reports"
     before = set(os.listdir(reports))
