@@ -163,3 +163,21 @@ def test_litert_min_runtime_version_is_read_from_a_real_tflite_file(tmp_path):
     need = min_runtime_version(path)
     assert need and compat.version_tuple(need) >= (1, 5), need
     assert min_runtime_version(tmp_path / "m.tflite") == need
+
+
+def test_torchscript_and_openvino_need_the_release_that_wrote_the_model():
+    from importlib import metadata
+
+    from packager import formats
+    from packager.formats import Format
+
+    for fmt, dist in ((Format.TORCHSCRIPT, "torch"), (Format.OPENVINO, "openvino")):
+        backend = formats.get(fmt)
+        rt = backend.requirements(None)  # read from the toolchain, not the file
+        built = metadata.version(dist).split("+")[0]
+        assert rt["name"] == backend.runtime and built.startswith(rt["min_version"] + ".")
+        older = ".".join(str(x) for x in (compat.version_tuple(built)[0] - 1, 0))
+        facts = {"runtimes": {backend.runtime: {"version": older}}}
+        (m,) = compat.check({"runtime": rt}, facts)
+        assert m.message.startswith(f"{backend.runtime} {older} cannot load ") and \
+            m.message.endswith(f"needs >= {rt['min_version']}")
