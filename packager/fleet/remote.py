@@ -123,12 +123,15 @@ class Device:
         proc = self.t.start(self.argv("lock", "--ttl", str(ttl), "--holder", holder_name()))
         wait_s = min(60.0, self.timeout)
         line, deadline = "", time.monotonic() + wait_s
-        while not line and time.monotonic() < deadline and not proc.finished():
+        while not line.endswith("\n"):  # in slices, to see Ctrl-C; what came is kept
             if self.t.cancelled():
                 proc.kill()
                 proc.close()
                 raise interrupted_error(self.host.name, "the lock command was ended")
-            line = proc.readline(timeout=0.5)
+            exited = proc.finished()  # read once more after it exited: its answer may be there
+            line += proc.readline(timeout=0.5)
+            if exited or time.monotonic() > deadline:
+                break
         data = last_json(line)
         if data is None:
             err = proc.stderr_tail()
