@@ -12,6 +12,7 @@ Library code only emits events (packager.progress); this module is the one that 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -21,6 +22,16 @@ from .. import progress
 from .output import guarded
 
 DONE_STYLE = {True: "green", False: "red"}
+
+
+def _own_copy(stream):
+    """A file on a duplicate of the stream's descriptor: the display still reaches the terminal
+    (or pipe) while a build points fds 1 and 2 elsewhere to keep third-party output off it."""
+    try:
+        return os.fdopen(os.dup(stream.fileno()), "w", buffering=1, encoding="utf-8",
+                         errors="replace", closefd=True), True
+    except (AttributeError, OSError, ValueError):
+        return stream, False
 
 
 def _isatty(stream) -> bool:
@@ -102,7 +113,7 @@ class PlainLines:
     """One line per finished device, for logs and pipes."""
 
     def __init__(self, stream):
-        self.stream = stream
+        self.stream, self._owned = _own_copy(stream)
         self.lock = threading.Lock()
         self.board = None
 
@@ -121,7 +132,9 @@ class PlainLines:
                 self.board = None
 
     def stop(self) -> None:
-        pass
+        if self._owned:
+            self.stream.close()
+            self._owned = False
 
 
 class RichDisplay:
@@ -130,7 +143,9 @@ class RichDisplay:
     def __init__(self, stream):
         from rich.console import Console
 
-        self.console = Console(file=stream, force_terminal=True, highlight=False)
+        self.stream, self._owned = _own_copy(stream)
+        self.on_stdout = stream is sys.stdout
+        self.console = Console(file=self.stream, force_terminal=True, highlight=False)
         self.lock = threading.RLock()
         self.live = None
         self.board = None
@@ -166,15 +181,17 @@ class RichDisplay:
     def stop(self) -> None:
         with self.lock:
             self._stop_live()
+            if self._owned:
+                self.stream.close()
+                self._owned = False
 
     # -- rendering
     def _start(self):
         from rich.live import Live
 
-        on_stdout = self.console.file is sys.stdout
         self.live = Live(self._render(), console=self.console, transient=True,
                          refresh_per_second=4, get_renderable=self._render,
-                         redirect_stdout=on_stdout, redirect_stderr=True)
+                         redirect_stdout=self.on_stdout, redirect_stderr=True)
         self.live.start()
         # Log lines (edgepack: ...) go above the live region instead of through it.
         for h in logging.getLogger().handlers:
