@@ -467,29 +467,73 @@ def run_selftest(root, release_id, timeout, extra_args=None):
     """Run the bundle's own agent in the stage with a time limit; store the report."""
     stage, manifest = _stage_manifest(root, release_id)
     _marker(root, release_id, "passed", remove=True)
+    result = _selftest_in(root, release_id, stage, timeout, extra_args)
+    if result["passed"]:
+        _marker(root, release_id, "passed")
+    return result
+
+
+def retest(root, release_id, timeout, extra_args=None):
+    """Self-test a release the device already holds (push --retest); `current` is unchanged."""
+    folder = os.path.join(root, "releases", release_id)
+    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+        raise DeviceError("no release %s on this device: push it first" % release_id[:12])
+    result = _selftest_in(root, release_id, folder, timeout, extra_args)
+    result["current"] = _link_target_id(root, "current")
+    return result
+
+
+def _kill_group(pgid, sig=signal.SIGKILL):
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
+
+
+def _selftest_in(root, release_id, folder, timeout, extra_args=None):
+    """`python -m agent selftest` in folder, in its own process group, ended after `timeout` or
+    when this process is told to stop (SIGTERM / SIGHUP / SIGINT from the host ending a timed-out
+    or interrupted push): the group goes with it, nothing is left running. The report is stored."""
     cmd = [sys.executable, "-B", "-m", "agent", "selftest", "--json", "."] + list(extra_args or [])
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     started = time.time()
-    proc = subprocess.Popen(cmd, cwd=stage, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
+    stopped = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        _kill_group(proc.pid)
+
+    watched = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    previous = {}
+    for sig in watched:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            proc.kill()
-        out, err = proc.communicate()
-        timed_out = True
+            previous[sig] = signal.signal(sig, stop)
+        except (ValueError, OSError):  # not the main thread (tests): nothing to forward
+            pass
+    try:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            out, err = proc.communicate()
+            timed_out = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     report = None
     try:
         report = json.loads(out.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         report = None
-    if not isinstance(report, dict) or not isinstance(report.get("verdict"), dict):
+    if stopped or not isinstance(report, dict) or not isinstance(report.get("verdict"), dict):
         tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
-        if timed_out:
+        if stopped:
+            reason = ("self-test stopped by signal %d (the host timed out or was interrupted)"
+                      % stopped[0])
+        elif timed_out:
             reason = "self-test did not finish within %ss (killed)" % timeout
         else:
             reason = "agent crashed (exit %s): %s" % (proc.returncode, " | ".join(tail) or
@@ -497,7 +541,8 @@ def run_selftest(root, release_id, timeout, extra_args=None):
         report = {"bundle_id": release_id, "verdict": {"passed": False, "status": "error",
                                                        "reasons": [reason]},
                   "exit_code": proc.returncode, "wall_seconds": time.time() - started}
-    passed = bool(report["verdict"].get("passed")) and proc.returncode == 0 and not timed_out
+    passed = (bool(report["verdict"].get("passed")) and proc.returncode == 0 and not timed_out
+              and not stopped)
     if not passed and report["verdict"].get("passed"):
         report["verdict"] = {"passed": False, "status": "error",
                              "reasons": ["agent exit code %s" % proc.returncode]}
@@ -509,11 +554,72 @@ def run_selftest(root, release_id, timeout, extra_args=None):
         json.dump(report, f, indent=1, sort_keys=True, default=str)
     os.chmod(tmp, 0o644)
     os.rename(tmp, path)
-    if passed:
-        _marker(root, release_id, "passed")
     _prune_reports(root)
     return {"passed": passed, "exit_code": proc.returncode, "timed_out": timed_out,
             "report": report, "report_file": name}
+
+
+# Which distributions provide each runtime of the agent (agent/runtimes/), first found wins,
+# and the module that shows it is there when a distribution has no metadata.
+RUNTIME_DISTRIBUTIONS = (
+    ("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino",
+                     "onnxruntime-directml", "onnxruntime-qnn", "onnxruntime-silicon"),
+     "onnxruntime"),
+    ("litert", ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"),
+     "ai_edge_litert"),
+    ("torch", ("torch",), "torch"),
+    ("openvino", ("openvino",), "openvino"),
+)
+
+
+def _dist_version(name):
+    try:
+        from importlib import metadata
+    except ImportError:  # Python < 3.8
+        return None
+    for candidate in (name, name.replace("-", "_")):
+        try:
+            return metadata.version(candidate)
+        except Exception:
+            continue
+    return None
+
+
+def _locatable(module):
+    """The module can be found (not imported: nothing of it runs)."""
+    try:
+        import importlib.util
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def facts():
+    """What the host checks before it sends anything: this Python, the machine, numpy and the
+    installed runtimes with their versions. Standard library only and nothing imported (read
+    from the packages' metadata), so it answers in a fraction of a second on any device; the
+    agent's own `facts` (run once the agent is staged) adds execution providers / delegates."""
+    import platform
+    runtimes = {}
+    for runtime, dists, module in RUNTIME_DISTRIBUTIONS:
+        for dist in dists:
+            version = _dist_version(dist)
+            if version:
+                runtimes[runtime] = {"version": version, "distribution": dist}
+                break
+        else:
+            if _locatable(module):
+                runtimes[runtime] = {"version": "unknown", "distribution": None}
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    return {"hostname": socket.gethostname(), "arch": platform.machine(),
+            "os": "%s %s" % (platform.system(), platform.release()),
+            "python": platform.python_version(), "python_executable": sys.executable,
+            "cpu_count": os.cpu_count(), "memory_bytes": memory,
+            "numpy": _dist_version("numpy") or ("unknown" if _locatable("numpy") else None),
+            "runtimes": runtimes, "source": "device.py"}
 
 
 def _prune_reports(root, keep=100):
@@ -629,7 +735,14 @@ def cmd_lock(args):
 
 
 def _stage_selftest(root, release_id, args):
-    result = run_selftest(root, release_id, args.timeout, args.agent_args)
+    return _answer(run_selftest(root, release_id, args.timeout, args.agent_args))
+
+
+def _release_selftest(root, release_id, args):
+    return _answer(retest(root, release_id, args.timeout, args.agent_args))
+
+
+def _answer(result):
     result["ok"] = result["passed"]
     if not result["passed"]:
         result["error"] = "; ".join(result["report"]["verdict"].get("reasons") or ["failed"])
@@ -654,6 +767,12 @@ COMMANDS = (
     ("stage-selftest", "self-test a stage, store the report", True, True, _stage_selftest,
      (("--timeout", {"type": float, "default": 600.0}),
       ("agent_args", {"nargs": "*", "help": "extra arguments for `agent selftest`"}))),
+    ("release-selftest", "self-test a release the device holds (push --retest)", True, True,
+     _release_selftest,
+     (("--timeout", {"type": float, "default": 600.0}),
+      ("agent_args", {"nargs": "*", "help": "extra arguments for `agent selftest`"}))),
+    ("device-facts", "Python, machine, numpy and installed runtimes (stdlib only)", False, False,
+     lambda root, rid, args: facts(), ()),
     ("activate", "make a verified, passing stage current", True, True,
      lambda root, rid, args: activate(root, rid, args.keep, args.force),
      (_KEEP, ("--force", {"action": "store_true", "help": "skip the verified/passed check"}))),

@@ -12,6 +12,7 @@ from importlib import metadata
 import agent
 
 from . import __version__
+from .compat import needs_section
 
 # Packages whose versions a build records besides each backend's own (Backend.packages).
 TOOLCHAIN = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx")
@@ -64,6 +65,7 @@ def build_manifest(*, name, version, profile, backend, art, thresholds, input_or
         "parity": {"thresholds": thresholds, "reference": "original model outputs", "inputs": input_origin},
         "probe": probe,
         "device": profile.device.to_dict(),
+        "needs": needs_section(profile, backend, art),
         "conversion": conversion,
         "quantization": quantization or None,
         "host_parity": host_parity,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.manifest import sha256_file
 
-from . import bundle, data, formats, hostbench, layout, passes, profiles, routes, sources
+from . import bundle, data, formats, hostbench, layout, passes, profiles, progress, routes, sources
 from . import parity as host_parity
 from .errors import SourceError, UsageError, short
 from .formats.base import BuildContext
@@ -110,7 +110,8 @@ def run_route(ctx: BuildContext, route: routes.Route) -> tuple:
     art, step_records, pass_records = None, [], []
     for i, step in enumerate(route.steps):
         log.info("converting: %s -> %s", step.source, step.target.value)
-        art = step.run(ctx) if step.exports else step.run(ctx, art)
+        with progress.step(f"convert {step.source} -> {step.target.value}"):
+            art = step.run(ctx) if step.exports else step.run(ctx, art)
         step_records.append({**step.describe(), **art.info})
         following = formats.get(route.steps[i + 1].target) if i + 1 < len(route.steps) else None
         art, ran = passes.apply(ctx, art, following)
@@ -213,7 +214,8 @@ def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
         if calib is not None:
             calib = [layout.to_model_layout(x, changes) for x in drop_bound(calib, bound, "calibration")]
         float_art = art
-        art = backend.quantize(art, plan, calib, ctx.folder("quantize"), prof)
+        with progress.step(f"quantize {plan.precision}" + (f" {plan.mode}" if plan.mode else "")):
+            art = backend.quantize(art, plan, calib, ctx.folder("quantize"), prof)
         warnings.extend(w for w in art.warnings if w not in warnings)
 
         # The vectors and the converted model take inputs in the model's layout (NHWC for a
@@ -222,8 +224,9 @@ def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
         log.info("host parity on %d samples", len(ref_inputs))
         thresholds = prof.thresholds()
         settings = backend.runtime_settings(prof)
-        host_rt = host_parity.load_on_host(art, settings)
-        converted = host_parity.run_artifact(art, model_inputs, settings, rt=host_rt)
+        with progress.step("host parity"):
+            host_rt = host_parity.load_on_host(art, settings)
+            converted = host_parity.run_artifact(art, model_inputs, settings, rt=host_rt)
         par = host_parity.check(ref_outputs, converted, thresholds, prof.name)
         host_parity.raise_if_failed(par, f"{src.name} -> {backend.format.value} {prof.precision} "
                                          f"(profile {prof.name})")

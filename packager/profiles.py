@@ -39,6 +39,9 @@ class Runtime:
     threads: int = field(default=0, metadata={"min": 0, "hint": "0 = the runtime's default"})
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     delegates: tuple[str, ...] = ()                           # LiteRT delegates, in order
+    # Execution providers / delegates / devices a device MUST offer: `push` refuses a device
+    # whose runtime lacks one, before the model is sent (packager/compat.py).
+    require_providers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return typed.to_dict(self)

@@ -27,3 +27,22 @@ if [ "${EDGEPACK_SKIP_SSHD_INSTALL:-0}" != "1" ] && ! command -v sshd >/dev/null
     echo "setup: openssh-server missing and cannot be installed here (need root + apt-get); fleet tests will be skipped" >&2
   fi
 fi
+
+# The fleet tests' device with an old onnxruntime (the compatibility guard refuses it a bundle of
+# opset 21): a venv from the system Python the loopback devices run, outside .venv.
+if [ -x /usr/bin/python3 ] && [ ! -x .venv-device-old/bin/python3 ]; then
+  /usr/bin/python3 -m venv --without-pip .venv-device-old
+  .venv/bin/pip --disable-pip-version-check --python .venv-device-old/bin/python3 install -q \
+    -r requirements-device-old.txt
+fi
+
+# `edgepack report` is tested in a real headless browser: Debian's chromium.
+if [ "${EDGEPACK_SKIP_CHROMIUM_INSTALL:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "setup: chromium missing and cannot be installed here (need root + apt-get); the report's browser test will be skipped" >&2
+  fi
+fi

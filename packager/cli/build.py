@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from . import live
 from .output import echo, err, fail, guarded, print_json, table
 
 
@@ -44,7 +45,8 @@ def build(
                         name=name, version=version, budget_ms=budget, force=force, sign_key=sign_key,
                         torchscript_mode=torchscript_mode,
                         command=" ".join(["edgepack"] + sys.argv[1:]))
-    result = guarded(do_build, opts, capture=True)  # signs inside the build; third-party output -> --debug log
+    with live.build_display(as_json):  # the step that runs, on a terminal
+        result = guarded(do_build, opts, capture=True)  # signs inside the build; third-party output -> --debug log
     archive_path = None
     if archive:
         from ..bundle import make_archive

@@ -6,9 +6,12 @@ from typing import Optional
 
 import typer
 
+from . import live
 from .output import echo, err, guarded, print_json, table
 
 INVENTORY_HELP = "Ansible YAML inventory (all/children/hosts/vars)"
+COMMAND_TIMEOUT_HELP = ("seconds any device command but the self-test may take; past it the "
+                        "command's processes on the device are ended")
 LIMIT_HELP = "hosts or groups, comma-separated, globs allowed, !name excludes"
 
 
@@ -40,6 +43,8 @@ def _p50(value) -> str:
 
 
 def _emit(result, as_json: bool) -> None:
+    from ..compat import describe
+
     if as_json:
         print_json(result.to_dict())
     else:
@@ -50,18 +55,20 @@ def _emit(result, as_json: bool) -> None:
                 if (d.detail or {}).get("version"):
                     what += f" {d.detail['version']}"
                 rows.append([d.host, d.status, _short(d.current), what, _verdict(d.verdict),
-                             _p50(d.p50_ms), d.reason or ""])
+                             _p50(d.p50_ms), describe(d.facts) if d.facts else "-",
+                             d.reason or ""])
             else:
                 rows.append([d.host, d.status, d.step or "-", _short(d.current), _verdict(d.verdict),
                              _p50(d.p50_ms), f"{d.seconds:.1f}", d.reason or ""])
         if result.action == "status":
-            header = ["HOST", "STATUS", "CURRENT", "RELEASE", "LAST VERDICT", "P50 MS", "REASON"]
+            header = ["HOST", "STATUS", "CURRENT", "RELEASE", "LAST VERDICT", "P50 MS", "FACTS",
+                      "REASON"]
         else:
             header = ["HOST", "STATUS", "STEP", "CURRENT", "VERDICT", "P50 MS", "SECONDS", "REASON"]
         echo(table(rows, header))
         summary = result.summary()
         echo(f"{result.action}: " + ", ".join(f"{n} {s}" for s, n in summary.items())
-                   + f" in {result.seconds:.1f}s")
+             + f" in {result.seconds:.1f}s")
     if result.halted:
         err(f"edgepack: halted: {result.halted}")
     for d in result.devices:
@@ -79,14 +86,16 @@ def _device_command(action: str):
         forks: int = typer.Option(16, "--forks", "-f"),
         known_hosts: Optional[Path] = typer.Option(None, "--known-hosts"),
         connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
+        command_timeout: float = typer.Option(300.0, "--command-timeout", help=COMMAND_TIMEOUT_HELP),
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
     ):
         from .. import fleet
 
         hosts = _hosts(inventory, limit)
         opts = _options(forks=forks, connect_timeout=connect_timeout,
+                        command_timeout=command_timeout,
                         known_hosts=str(known_hosts) if known_hosts else None)
-        _emit(guarded(getattr(fleet, action), hosts, opts), as_json)
+        _emit(live.fleet_run(action, as_json, getattr(fleet, action), hosts, opts), as_json)
     return command
 
 
@@ -109,6 +118,13 @@ def register(app: typer.Typer) -> None:
                                                    "use only; a changed key is still refused)"),
         connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="seconds"),
         selftest_timeout: float = typer.Option(600.0, "--selftest-timeout", help="seconds"),
+        command_timeout: float = typer.Option(300.0, "--command-timeout", help=COMMAND_TIMEOUT_HELP),
+        force_compat: bool = typer.Option(False, "--force-compat",
+                                          help="push even to devices the compatibility guard "
+                                               "refuses (old runtime, missing provider ...)"),
+        retest: bool = typer.Option(False, "--retest",
+                                    help="self-test again on devices whose current release is "
+                                         "this bundle"),
         reports: Path = typer.Option(Path("edgepack-reports"), "--reports",
                                      help="where each device's report is stored (per host)"),
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
@@ -120,8 +136,10 @@ def register(app: typer.Typer) -> None:
         opts = _options(forks=forks, canary=canary, max_fail=max_fail,
                         known_hosts=str(known_hosts) if known_hosts else None,
                         accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout,
-                        selftest_timeout=selftest_timeout, reports_dir=str(reports))
-        _emit(guarded(push_bundle, str(bundle), hosts, opts), as_json)
+                        selftest_timeout=selftest_timeout, reports_dir=str(reports),
+                        command_timeout=command_timeout, force_compat=force_compat,
+                        retest=retest)
+        _emit(live.fleet_run("push", as_json, push_bundle, str(bundle), hosts, opts), as_json)
 
     for action, doc in (("status", "What is current on each device, its last verdict and p50 latency."),
                         ("rollback", "Switch each device back to its `previous` release (and remember "

@@ -4,10 +4,12 @@ Both fan out over the hosts like a push; a device that fails never stops the oth
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Optional
 
-from packager.fleet.fanout import fan_out
+from packager import progress
+from packager.fleet.fanout import INTERRUPTED, fan_out
 from packager.fleet.inventory import Host
 from packager.fleet.options import FleetOptions
 from packager.fleet.remote import Device, session
@@ -19,8 +21,11 @@ def status(hosts: list, opts: FleetOptions,
            connect: Optional[Callable[[Host], Transport]] = None) -> FleetResult:
     """What is current on each device, its last verdict and p50 (no lock: read-only)."""
     def body(dev: Device, res: DeviceResult):
-        res.step = "status"
+        res.at("status")
         st = dev.call("status", lease=False, timeout=60)
+        facts = dev.call("device-facts", lease=False, timeout=60)
+        facts.pop("ok", None)
+        res.facts = facts
         last = st.get("last_report") or {}
         res.current, res.previous = st.get("current"), st.get("previous")
         res.release_id = st.get("current")
@@ -30,7 +35,8 @@ def status(hosts: list, opts: FleetOptions,
         res.detail = {"name": cur.get("name"), "version": cur.get("version"),
                       "releases": len(names), "root": st.get("root"),
                       "last_report": last.get("file")}
-        res.status, res.step = "reachable", "done"
+        res.status = "reachable"
+        res.at("done")
 
     return _each_device("status", hosts, opts, connect, body, lock=False)
 
@@ -39,11 +45,12 @@ def rollback(hosts: list, opts: FleetOptions,
              connect: Optional[Callable[[Host], Transport]] = None) -> FleetResult:
     """Swap `current` and `previous` on each device, under the device lock."""
     def body(dev: Device, res: DeviceResult):
-        res.step = "rollback"
+        res.at("rollback")
         out = dev.call("rollback", timeout=60)
         res.current, res.previous = out.get("current"), out.get("previous")
         res.release_id = out.get("current")
-        res.status, res.step = "rolled-back", "done"
+        res.status = "rolled-back"
+        res.at("done")
 
     return _each_device("rollback", hosts, opts, connect, body, lock=True)
 
@@ -52,12 +59,19 @@ def _each_device(action: str, hosts: list, opts: FleetOptions, connect, body,
                  lock: bool) -> FleetResult:
     started = time.monotonic()
     connect = connect or opts.connector()
+    cancel = threading.Event()
 
     def one(host: Host) -> DeviceResult:
         res = DeviceResult(host=host.name)
-        with recording(res), session(host, connect, res, lock) as dev:
+        with recording(res), session(host, connect, res, lock, timeout=opts.command_timeout,
+                                     cancel=cancel) as dev:
             body(dev, res)
         return res
 
-    return FleetResult(action, fan_out(hosts, one, opts.forks), None, None,
-                       time.monotonic() - started)
+    board = progress.board(action, [h.name for h in hosts])
+    try:
+        results = fan_out(hosts, one, opts.forks, cancel=cancel, board=board)
+    finally:
+        board.close()
+    return FleetResult(action, list(results), None, INTERRUPTED if results.interrupted else None,
+                       time.monotonic() - started, interrupted=results.interrupted)

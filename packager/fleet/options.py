@@ -20,6 +20,9 @@ class FleetOptions:
     accept_new_hosts: bool = False
     connect_timeout: float = 10.0
     selftest_timeout: float = 600.0
+    command_timeout: float = 300.0  # any other device command; past it its processes are ended
+    force_compat: bool = False  # push even where the compatibility guard finds a mismatch
+    retest: bool = False  # self-test again on devices whose current release is the bundle
     dead_after: int = 10  # seconds of unacknowledged data before a link counts as dead
     reports_dir: Optional[str] = "edgepack-reports"  # where each device's report is stored
 
@@ -32,6 +35,12 @@ class FleetOptions:
         mf = self.max_fail
         if mf is not None and not (_is_number(mf) and 0 <= mf <= 100):
             problems.append((f"--max-fail is a percentage 0..100, got {mf}", "pass --max-fail 10"))
+        for flag, value in (("--connect-timeout", self.connect_timeout),
+                            ("--selftest-timeout", self.selftest_timeout),
+                            ("--command-timeout", self.command_timeout)):
+            if not _is_number(value) or value <= 0:
+                problems.append((f"{flag} must be > 0 seconds, got {value}",
+                                 f"pass {flag} 60"))
         if problems:
             raise UsageError("; ".join(p for p, _ in problems),
                              hint="; ".join(h for _, h in problems))

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import threading
+import time
 import zlib
 from contextlib import contextmanager
 from typing import Callable, Optional
@@ -21,7 +22,7 @@ from typing import Callable, Optional
 from packager.errors import EXIT_CHECK_FAILED, EdgepackError
 from packager.fleet.inventory import Host
 from packager.fleet.results import DeviceResult
-from packager.fleet.transports import Transport
+from packager.fleet.transports import Transport, interrupted_error
 
 HEARTBEAT_SECONDS = 5.0
 LEASE_TTL_SECONDS = 30.0
@@ -57,8 +58,10 @@ def holder_name() -> str:
 
 
 class Device:
-    def __init__(self, host: Host, transport: Transport):
+    def __init__(self, host: Host, transport: Transport,
+                 timeout: float = DEVICE_COMMAND_TIMEOUT):
         self.host, self.t = host, transport
+        self.timeout = timeout  # a device command that runs longer is ended on the device
         self.root = host.root  # the lock answers the expanded root ('~' resolved on the device)
         self.lease_token: Optional[str] = None
         self._lease_proc = None
@@ -69,10 +72,11 @@ class Device:
         return self.host.python + ["-B", "-c", device_source(), command, "--root", self.root] + \
             list(args)
 
-    def call(self, command: str, *args: str, timeout: float = DEVICE_COMMAND_TIMEOUT,
-             lease: bool = True) -> dict:
-        """Run a device.py command (under our lease); its answer, or DeviceRefused."""
-        r, data = self._run(command, args, timeout, lease)
+    def call(self, command: str, *args: str, timeout: Optional[float] = None,
+             lease: bool = True, interruptible: bool = True) -> dict:
+        """Run a device.py command (under our lease); its answer, or DeviceRefused.
+        `interruptible=False`: cleanup that must run even after Ctrl-C."""
+        r, data = self._run(command, args, timeout or self.timeout, lease, interruptible)
         if data is None:
             raise DeviceRefused(f"{self.host.name}: device command {command!r} failed "
                                 f"(exit {r.rc}): {tail(r.stderr) or tail(r.stdout) or 'no output'}",
@@ -82,26 +86,28 @@ class Device:
                                 hint=None)
         return data
 
-    def selftest(self, release_id: str, timeout: float) -> dict:
-        """`stage-selftest`: the agent's self-test of the stage, killed on the device after
-        `timeout`. Its answer as it is: {"ok", "error", "report", "report_file"}."""
-        r, out = self._run("stage-selftest", ("--id", release_id, "--timeout", str(timeout)),
+    def selftest(self, release_id: str, timeout: float, command: str = "stage-selftest") -> dict:
+        """`stage-selftest` (or `release-selftest`, push --retest): the agent's self-test,
+        killed on the device after `timeout`; the host gives up 60 s later and ends the
+        command's process group. Its answer as it is: {"ok", "error", "report", "report_file"}."""
+        r, out = self._run(command, ("--id", release_id, "--timeout", str(timeout)),
                            timeout + 60, lease=True)
         if out is None:
             raise DeviceRefused(f"{self.host.name}: self-test runner failed (exit {r.rc}): "
                                 f"{tail(r.stderr) or 'no output'}")
         return out
 
-    def _run(self, command: str, args: tuple, timeout: float, lease: bool):
+    def _run(self, command: str, args: tuple, timeout: float, lease: bool,
+             interruptible: bool = True):
         if lease and self.lease_token:
             args += ("--lease", self.lease_token)
-        r = self.t.run(self.argv(command, *args), timeout=timeout)
+        r = self.t.run(self.argv(command, *args), timeout=timeout, interruptible=interruptible)
         return r, last_json(r.stdout)
 
     def facts(self, stage: str) -> dict:
         """`python3 -m agent facts --json` from the stage: Python, arch, numpy, runtimes."""
         r = self.t.run(self.host.python + ["-B", "-m", "agent", "facts", "--json"], cwd=stage,
-                       timeout=120)
+                       timeout=min(120.0, self.timeout))
         try:
             facts = json.loads(r.stdout)
         except ValueError:
@@ -115,13 +121,31 @@ class Device:
     # -- the lock: held while the channel lives and heartbeats arrive
     def lock(self, ttl: float = LEASE_TTL_SECONDS):
         proc = self.t.start(self.argv("lock", "--ttl", str(ttl), "--holder", holder_name()))
-        data = last_json(proc.readline(timeout=60))
+        wait_s = min(60.0, self.timeout)
+        line, deadline = "", time.monotonic() + wait_s
+        while not line.endswith("\n"):  # in slices, to see Ctrl-C; what came is kept
+            if self.t.cancelled():
+                proc.kill()
+                proc.close()
+                raise interrupted_error(self.host.name, "the lock command was ended")
+            exited = proc.finished()  # read once more after it exited: its answer may be there
+            line += proc.readline(timeout=0.5)
+            if exited or time.monotonic() > deadline:
+                break
+        data = last_json(line)
         if data is None:
             err = proc.stderr_tail()
+            hung = not proc.finished()
+            if hung:  # a Python that never answers (hung at start-up): end it, not just leave
+                proc.kill()
             proc.close()
+            why = tail(err) or (f"no answer within {wait_s:.0f}s" if hung else "no answer")
+            if hung:
+                why += "; its processes on the device were ended"
+            hint = (f"check that `{' '.join(self.host.python)} -c pass` returns on the device"
+                    if hung else python_hint(self.host, 127, err))
             raise DeviceRefused(f"{self.host.name}: cannot start the edgepack lock on the device: "
-                                f"{tail(err) or 'no answer'}",
-                                hint=python_hint(self.host, 127, err))
+                                f"{why}", hint=hint)
         if not data.get("ok"):
             proc.close()
             raise DeviceRefused(f"{self.host.name}: {data.get('error')}",
@@ -151,15 +175,17 @@ class Device:
 
 
 @contextmanager
-def session(host: Host, connect: Callable[[Host], Transport], res: DeviceResult, lock: bool):
+def session(host: Host, connect: Callable[[Host], Transport], res: DeviceResult, lock: bool,
+            timeout: float = DEVICE_COMMAND_TIMEOUT, cancel=None):
     """Connect (and take the device lock): the Device; unlocked and disconnected on the way out,
-    whatever happens. `res.step` says how far it got."""
-    res.step = "connect"
+    whatever happens. `res.step` says how far it got; `cancel` (Ctrl-C) ends its commands."""
+    res.at("connect")
     t = connect(host)
+    t.cancel = cancel
     try:
-        dev = Device(host, t)
+        dev = Device(host, t, timeout)
         if lock:
-            res.step = "lock"
+            res.at("lock")
             dev.lock()
         try:
             yield dev

@@ -13,17 +13,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from packager import progress
 from packager.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, EXIT_PARTIAL, EdgepackError
 
 log = logging.getLogger(__name__)
 
-OK_STATUSES = ("activated", "unchanged", "rolled-back", "reachable")
+OK_STATUSES = ("activated", "unchanged", "retested", "rolled-back", "reachable")
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 @dataclass
 class DeviceResult:
     host: str
-    status: str = "failed"  # activated | unchanged | rolled-back | reachable | failed | skipped
+    status: str = "failed"  # activated | unchanged | retested | rolled-back | reachable | failed | skipped
     step: Optional[str] = None  # the step reached (where it failed, for a failure)
     reason: Optional[str] = None
     hint: Optional[str] = None
@@ -44,6 +46,11 @@ class DeviceResult:
     @property
     def ok(self) -> bool:
         return self.status in OK_STATUSES
+
+    def at(self, step: str) -> None:
+        """The device reached `step` (and the live display, where one listens, shows it)."""
+        self.step = step
+        progress.at(step)
 
     @classmethod
     def skipped(cls, host: str, why: str) -> "DeviceResult":
@@ -85,8 +92,9 @@ class FleetResult(Mapping):
     action: str  # push | status | rollback
     devices: list  # DeviceResult, in inventory order
     bundle: Optional[dict] = None
-    halted: Optional[str] = None  # why devices were skipped (canary, --max-fail)
+    halted: Optional[str] = None  # why devices were skipped (canary, --max-fail, Ctrl-C)
     seconds: float = 0.0
+    interrupted: bool = False  # Ctrl-C stopped the work (exit code 130)
 
     def __getitem__(self, host: str) -> DeviceResult:
         for d in self.devices:
@@ -116,6 +124,8 @@ class FleetResult(Mapping):
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if not self.devices:
             return EXIT_BAD_INPUT
         good = sum(1 for d in self.devices if d.ok)
@@ -125,5 +135,6 @@ class FleetResult(Mapping):
 
     def to_dict(self) -> dict:
         return {"action": self.action, "bundle": self.bundle, "halted": self.halted,
+                "interrupted": self.interrupted,
                 "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
                 "summary": self.summary(), "devices": [d.to_dict() for d in self.devices]}

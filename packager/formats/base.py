@@ -94,6 +94,13 @@ class Backend:
     def options_of(self, profile: "Profile") -> Any:
         return profile.format_options(self.format)
 
+    # -- what a device needs
+    def requirements(self, art: Artifact) -> dict:
+        """What a device needs to load this artifact (manifest `needs.runtime`): the runtime,
+        the package that installs it and, where the backend can tell from the model file, the
+        oldest version that loads it (`min_version`) and why (`because`)."""
+        return {"name": self.runtime, "package": self.runtime}
+
     # -- quantization
     def int8_mode(self, requested: str, art: Artifact) -> str:
         """static or dynamic for this artifact ('auto' resolved here, once per build)."""

@@ -24,6 +24,8 @@ EXPECTED = {
     "plan": ["--holder", "--id", "--lease", "--root"],
     "verify-stage": ["--allowed-signers", "--holder", "--id", "--lease", "--require-signature", "--root"],
     "stage-selftest": ["--holder", "--id", "--lease", "--root", "--timeout", "agent_args"],
+    "release-selftest": ["--holder", "--id", "--lease", "--root", "--timeout", "agent_args"],
+    "device-facts": ["--root"],
     "activate": ["--force", "--holder", "--id", "--keep", "--lease", "--root"],
     "rollback": ["--holder", "--lease", "--root"],
     "abort": ["--holder", "--id", "--lease", "--root"],

@@ -277,6 +277,13 @@ class Fleet:
                 os.symlink(repo_site / pkg, nort / pkg)
         self.python_full = str(py / "full" / "bin" / "python3")
         self.python_nort = str(py / "nort" / "bin" / "python3")
+        # hang: a real Python whose start-up never ends (a .pth line runs at site import)
+        _run(SYSTEM_PYTHON, "-m", "venv", "--without-pip", py / "hang")
+        (py / "hang" / site_rel / "edgepack-hang.pth").write_text("import time; time.sleep(3600)\n")
+        self.python_hang = str(py / "hang" / "bin" / "python3")
+        # oldort: onnxruntime 1.16.3 + numpy 1.26 (scripts/setup.sh makes .venv-device-old)
+        old = REPO / ".venv-device-old" / "bin" / "python3"
+        self.python_oldort = str(old) if old.exists() else None
 
     def write_known_hosts(self, path: Path | None = None, devices=None) -> Path:
         path = path or self.base / "known_hosts"
@@ -347,7 +354,8 @@ class Fleet:
 
 # ---------------------------------------------------------------------------- bundles
 
-def _tiny_onnx(path: Path, n_in: int = 8, n_out: int = 4, seed: int = 0):
+def _tiny_onnx(path: Path, n_in: int = 8, n_out: int = 4, seed: int = 0, opset: int = 17,
+               ir: int = 8):
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -356,16 +364,17 @@ def _tiny_onnx(path: Path, n_in: int = 8, n_out: int = 4, seed: int = 0):
     g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "tiny",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])], [w])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = ir
     onnx.save(m, str(path))
 
 
-def build_bundle(src_dir: Path, out: Path, *extra, seed: int = 0) -> Path:
+def build_bundle(src_dir: Path, out: Path, *extra, seed: int = 0, opset: int = 17,
+                 ir: int = 8) -> Path:
     """`edgepack build` of a tiny ONNX model through the real CLI; returns the bundle folder."""
     src_dir.mkdir(parents=True, exist_ok=True)
-    model = src_dir / f"tiny{seed}.onnx"
-    _tiny_onnx(model, seed=seed)
+    model = src_dir / f"tiny{seed}-op{opset}.onnx"
+    _tiny_onnx(model, seed=seed, opset=opset, ir=ir)
     exe = Path(sys.executable).with_name("edgepack")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "packager.cli"]
     r = subprocess.run(cmd + ["build", str(model), "--profile", "x86-cpu", "--out", str(out),
@@ -398,11 +407,37 @@ def derive(src: Path, dst: Path, files: dict | None = None, manifest: dict | Non
     return dst
 
 
-def run_cli(*args, timeout=300):
+def cli_command() -> list:
     exe = Path(sys.executable).with_name("edgepack")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "packager.cli"]
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "packager.cli"]
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run(cli_command() + [str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def processes_of(uid: int) -> list[str]:
+    """'pid: command line' of every process of a device user (what a push may leave)."""
+    out = []
+    for pid in pids_of_uid(uid):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        out.append(f"{pid}: {cmd.strip()[:200]}")
+    return out
+
+
+def wait_until_gone(uid: int, seconds: float = 10.0) -> list[str]:
+    """The device user's processes once none is left, or those still there after `seconds`
+    (sshd's own per-connection process for the user goes when the connection closes)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = processes_of(uid)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------- helpers for the tests

@@ -94,6 +94,10 @@ def test_cli_push_exit_codes_and_json(fleet, bundle_set, tmp_path):
                 fleet.known_hosts)
     assert r.returncode == 0, r.stderr
     assert {x["current"] for x in json.loads(r.stdout)["devices"]} == {rid(bundle_set["v1"])}
+    assert all(x["facts"]["runtimes"]["onnxruntime"]["version"]
+               for x in json.loads(r.stdout)["devices"])  # status shows each device's facts
+    r = run_cli("status", "-i", inv, "--limit", "good0", "--known-hosts", fleet.known_hosts)
+    assert r.returncode == 0 and "FACTS" in r.stdout and "onnxruntime 1." in r.stdout, r.stdout
 
     r = run_cli("push", bundle_set["v1"], "-i", inv, "--limit", "nomatch*", *common)
     assert r.returncode == 2 and "matches no host" in r.stderr and "Traceback" not in r.stderr

@@ -36,7 +36,8 @@ def test_fleet_result_maps_hosts_to_results_and_errors():
     with pytest.raises(KeyError):
         res["nope"]
     out = res.to_dict()
-    assert set(out) == {"action", "bundle", "halted", "seconds", "exit_code", "summary", "devices"}
+    assert set(out) == {"action", "bundle", "halted", "interrupted", "seconds", "exit_code",
+                        "summary", "devices"}
     assert all(set(d) == DEVICE_KEYS for d in out["devices"])
     assert out["summary"] == {"activated": 1, "failed": 1, "skipped": 1} and out["exit_code"] == 3
     json.dumps(out)

@@ -80,7 +80,9 @@ def test_push_fleet_unchanged_and_new_version(fleet, bundle_set, tmp_path):
 
 # ---------------------------------------------------------------------------- refusals
 
-def test_device_missing_runtime_is_refused_before_the_model_is_sent(fleet, bundle_set, tmp_path):
+def test_device_missing_runtime_is_refused_before_anything_is_sent(fleet, bundle_set, tmp_path):
+    """device.py's own facts (stdlib, sent with the command) come first: nothing is uploaded,
+    not even the agent, and no stage is made."""
     root = "~/ep-nort"
     dev = fleet.devices[4]
     hs = hosts({"nort": (dev, {"ansible_python_interpreter": fleet.python_nort})}, root)
@@ -88,9 +90,10 @@ def test_device_missing_runtime_is_refused_before_the_model_is_sent(fleet, bundl
     d = res.devices[0]
     assert res.exit_code == 1 and d.step == "facts"
     assert "lacks runtime onnxruntime" in d.reason and "pip install onnxruntime" in d.hint
-    assert d.uploaded_files == sum(1 for f in json.loads(
-        (bundle_set["v1"] / "manifest.json").read_text())["files"] if f.startswith("agent/"))
+    assert d.uploaded_files == 0 and d.uploaded_bytes == 0
+    assert d.facts["python"] and d.facts["numpy"] and d.facts["runtimes"] == {}
     assert leftovers(dev, root) == [] and current_of(dev, root) is None
+    assert not (dev.path(root) / "stage").exists()
 
 
 def test_profile_mismatch_is_refused_without_connecting(fleet, bundle_set, tmp_path):

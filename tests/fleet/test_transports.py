@@ -77,7 +77,7 @@ def test_hostile_names_never_reach_a_shell(fleet, bundle_set, tmp_path):
     assert res.exit_code == 0, res.devices[0].reason
     assert current_of(dev, root) == rid(bundle_set["v1"])  # the literal folder name
     assert not list(Path("/tmp").glob(canary.name + "*"))
-    report_dirs = list((tmp_path / "reports").iterdir())
+    report_dirs = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
     assert len(report_dirs) == 1 and "$" not in report_dirs[0].name and " " not in report_dirs[0].name
 
 
@@ -171,7 +171,49 @@ def test_local_transport_failures(tmp_path):
         t.put(str(src), str(tmp_path / "no" / "such" / "m.bin"))
     t.put(str(src), str(tmp_path / "copy.bin"))
     assert (tmp_path / "copy.bin").read_bytes() == b"x" and not list(tmp_path.glob("*.part"))
-    with pytest.raises(CommandTimeout, match="timed out after 0s"):
+    with pytest.raises(CommandTimeout, match="sleep did not finish within 0s; its processes "
+                                             "were ended"):
         t.run(["sleep", "5"], timeout=0.2)
     r = t.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (r.rc, r.stdout, r.stderr) == (3, "out\n", "err\n")
+
+
+def _running(marker: str) -> list:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmd:
+                out.append(cmd)
+    return out
+
+
+def test_a_timed_out_or_cancelled_command_leaves_no_process(tmp_path):
+    """The command and everything it started (its process group) end with it: on a timeout,
+    on `cancel` (Ctrl-C), but not for a cleanup command (interruptible=False)."""
+    import threading
+
+    from packager.fleet.transports import Interrupted
+
+    t = LocalTransport("here")
+    marker = f"sleep 30{os.getpid() % 10}"
+    script = f"{marker} & {marker} & wait"
+    with pytest.raises(CommandTimeout, match="were ended"):
+        t.run(["sh", "-c", script], timeout=0.5)
+    assert _running(marker) == []
+    t.cancel = threading.Event()
+    threading.Timer(0.5, t.cancel.set).start()
+    with pytest.raises(Interrupted, match=r"here: interrupted \(Ctrl-C\); its processes were ended"):
+        t.run(["sh", "-c", script], timeout=60)
+    assert _running(marker) == []
+    r = t.run(["sh", "-c", "echo cleanup"], interruptible=False)  # cancel is still set
+    assert r.rc == 0 and r.stdout == "cleanup\n" and r.stderr == ""
+    p = t.start(["sh", "-c", script])
+    time.sleep(0.3)
+    assert _running(marker) and not p.finished()
+    p.kill()
+    p.close()
+    assert _running(marker) == []

@@ -18,8 +18,9 @@ import threading
 import time
 from contextlib import contextmanager
 
-from packager.fleet.transports import (COMMAND_TIMEOUT, CommandTimeout, HostKeyError, Process,
-                                       Result, Transport, TransportError, command_line, quietly)
+from packager.fleet.transports import (COMMAND_TIMEOUT, HostKeyError, Process, Result, Transport,
+                                       TransportError, interrupted_error, kill_group_line,
+                                       marked_line, quietly, split_mark, timeout_error)
 
 log = logging.getLogger(__name__)
 
@@ -143,21 +144,23 @@ class SSHTransport(Transport):
         return self.client.get_transport().open_session(timeout=self.connect_timeout)
 
     # -- commands
-    def run(self, argv, timeout=COMMAND_TIMEOUT, cwd=None):
+    def run(self, argv, timeout=COMMAND_TIMEOUT, cwd=None, interruptible=True):
         with ssh_errors(self, "cannot run a command"):
             chan = self._session()
             try:
                 chan.settimeout(self.dead_after)
-                chan.exec_command(command_line(argv, cwd))
+                chan.exec_command(marked_line(argv, cwd))
                 chan.shutdown_write()
-                out, err = self._collect(chan, argv, timeout)
+                out, err = self._collect(chan, argv, timeout, interruptible)
                 rc = chan.recv_exit_status()
             finally:
                 quietly(chan.close)
+        _, err = split_mark(bytes(err))
         return Result(argv, rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
-    def _collect(self, chan, argv, timeout: float) -> tuple:
-        """stdout and stderr of a command until it exits, the link dies or `timeout` passes."""
+    def _collect(self, chan, argv, timeout: float, interruptible: bool = True) -> tuple:
+        """stdout and stderr of a command until it exits, the link dies or `timeout` passes
+        (or the fleet is cancelled): then its process group on the device is ended."""
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout
         while True:
@@ -174,10 +177,11 @@ class SSHTransport(Transport):
                     break
                 raise TransportError(f"{self.name}: connection lost while running "
                                      f"{shlex.quote(str(argv[0]))}", hint="check the link")
+            if self.cancelled(interruptible):
+                raise interrupted_error(self.name, self.end_group(split_mark(bytes(err))[0]))
             if time.monotonic() > deadline:
-                raise CommandTimeout(f"{self.name}: command did not finish within "
-                                     f"{timeout:.0f}s", hint="check the device; raise the "
-                                                             "timeout if it is just slow")
+                raise timeout_error(self.name, argv, timeout,
+                                    self.end_group(split_mark(bytes(err))[0]))
             select.select([chan], [], [], 0.05)
         while chan.recv_ready():
             out += chan.recv(65536)
@@ -185,10 +189,32 @@ class SSHTransport(Transport):
             err += chan.recv_stderr(65536)
         return out, err
 
+    def end_group(self, pgid) -> str:
+        """End a command's process group on the device over a new channel (SIGTERM, then
+        SIGKILL); what happened, for the error message."""
+        if pgid is None:
+            return "its process group is unknown, so it may still run on the device"
+        try:
+            with ssh_errors(self, "cannot end the command"):
+                chan = self._session()
+                try:
+                    chan.settimeout(self.dead_after)
+                    chan.exec_command(kill_group_line(pgid))
+                    chan.shutdown_write()
+                    deadline = time.monotonic() + 30
+                    while not chan.exit_status_ready() and time.monotonic() < deadline:
+                        select.select([chan], [], [], 0.05)
+                finally:
+                    quietly(chan.close)
+        except TransportError as exc:
+            log.debug("%s: ending process group %s failed: %s", self.name, pgid, exc)
+            return f"ending its processes failed ({exc.message})"
+        return "its processes were ended"
+
     def start(self, argv):
         with ssh_errors(self, "cannot start a command", "retry"):
             chan = self._session()
-            chan.exec_command(command_line(argv))
+            chan.exec_command(marked_line(argv))
         return _SSHProcess(self, chan)
 
     # -- files
@@ -226,6 +252,7 @@ class _SSHProcess(Process):
     def __init__(self, owner: SSHTransport, chan):
         self.owner, self.chan = owner, chan
         self.buf = b""
+        self.err = b""
 
     def readline(self, timeout):
         deadline = time.monotonic() + timeout
@@ -251,19 +278,33 @@ class _SSHProcess(Process):
         with ssh_errors(self.owner, "writing to the device failed"):
             self.chan.sendall(data)
 
-    def stderr_tail(self):
-        err = b""
-        deadline = time.monotonic() + 2
+    def _read_stderr(self, seconds: float, until_mark: bool = False) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
+            if until_mark and split_mark(self.err)[0] is not None:
+                return
             if self.chan.recv_stderr_ready():
-                err += self.chan.recv_stderr(65536)
-            elif self.chan.exit_status_ready():
+                self.err += self.chan.recv_stderr(65536)
+                if until_mark and split_mark(self.err)[0] is not None:
+                    return
+            elif self.chan.exit_status_ready() or self.chan.closed:
                 break
             else:
                 time.sleep(0.05)
         while self.chan.recv_stderr_ready():
-            err += self.chan.recv_stderr(65536)
-        return err.decode("utf-8", "replace")[-2000:]
+            self.err += self.chan.recv_stderr(65536)
+
+    def stderr_tail(self):
+        quietly(self._read_stderr, 2)
+        return split_mark(self.err)[1].decode("utf-8", "replace")[-2000:]
+
+    def finished(self):
+        return self.chan.closed or self.chan.exit_status_ready()
+
+    def kill(self):
+        """End the command's process group (the shell's pid came first on stderr)."""
+        quietly(self._read_stderr, 5, True)
+        self.owner.end_group(split_mark(self.err)[0])
 
     def close(self):
         quietly(self.chan.shutdown_write)

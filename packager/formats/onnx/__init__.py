@@ -41,6 +41,11 @@ class OnnxBackend(Backend):
         ("dynamic per-tensor", {"mode": "dynamic", "per_channel": False}),
     )
 
+    def requirements(self, art: Artifact) -> dict:
+        from . import needs
+
+        return {**super().requirements(art), **needs.requirements(art.path)}
+
     def int8_mode(self, requested: str, art: Artifact) -> str:
         # Measured (docs/QUANTIZATION.md): static QDQ for conv nets (dynamic leaves convs float or
         # slow ConvInteger), dynamic for MatMul/Gemm models (a transformer ran 1.6x faster).

@@ -53,6 +53,16 @@ class OpenvinoBackend(Backend):
             return art
         return export.compress_fp16(art, workdir)
 
+    def requirements(self, art: Artifact) -> dict:
+        # The IR names the opsets of the OpenVINO that wrote it; an older runtime may lack
+        # them, so the build's release (year.release) is the minimum (conservative).
+        from importlib import metadata
+
+        built = metadata.version("openvino")
+        release = ".".join(built.split(".")[:2])
+        return {**super().requirements(art), "min_version": release,
+                "because": f"an IR written by openvino {built}"}
+
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         art = io.read(path, precision)
         return carry_io(art, like) if like is not None else art

@@ -57,6 +57,19 @@ class TfliteBackend(Backend):
 
         return quantize.run(art, plan, calibration, workdir, self.options_of(profile))
 
+    def requirements(self, art: Artifact) -> dict:
+        # The converter records the oldest TensorFlow Lite runtime that has every op version
+        # the model uses (metadata `min_runtime_version`, from its op-version table).
+        from . import needs
+
+        need = needs.min_runtime_version(art.path)
+        out = {**super().requirements(art), "package": "ai-edge-litert"}
+        if need:
+            out.update(because=f"TF-Lite op versions that need TensorFlow Lite {need}",
+                       min_version_by={"tflite-runtime": need, "tensorflow": need,
+                                       "tensorflow-cpu": need}, min_runtime_version=need)
+        return out
+
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         art = io.read(path, precision, [s.name for s in like.inputs] if like else None)
         return carry_io(art, like) if like is not None else art

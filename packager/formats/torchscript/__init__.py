@@ -60,5 +60,15 @@ class TorchscriptBackend(Backend):
 
         return quantize.run(art, plan, workdir)
 
+    def requirements(self, art: Artifact) -> dict:
+        # A TorchScript archive loads in the torch that wrote it and newer ones (an older torch
+        # refuses a newer file format): the build's torch release is the minimum.
+        from importlib import metadata
+
+        built = metadata.version("torch").split("+")[0]
+        release = ".".join(built.split(".")[:2])
+        return {**super().requirements(art), "min_version": release,
+                "because": f"a TorchScript file written by torch {built}"}
+
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         return io.read(path, precision, like)
