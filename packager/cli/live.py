@@ -51,7 +51,7 @@ def choose(as_json: bool, plain_lines: bool = True):
 
 
 def fleet_run(action: str, as_json: bool, fn, *args):
-    """Run a fleet command (push / status / rollback) with its live display."""
+    """Run a long command (push / status / rollback / tune) with its live board."""
     display = choose(as_json)
     if display is None:
         return guarded(fn, *args)

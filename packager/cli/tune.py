@@ -2,13 +2,13 @@
 keeps accuracy, and optionally write a profile that pins it."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .output import STATE, echo, err, fail, guarded, print_json, table
+from . import live
+from .output import echo, err, fail, guarded, print_json, table
 
 
 def _csv(text: Optional[str], cast=str) -> list:
@@ -31,43 +31,6 @@ def _target(inventory, limit, known_hosts, accept_new_hosts, connect_timeout):
     opts = guarded(FleetOptions, known_hosts=str(known_hosts) if known_hosts else None,
                    accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout)
     return DeviceTarget(hosts[0], opts.connector())
-
-
-class _Progress:
-    """A bar with ETA on a terminal (stderr), one line per candidate otherwise."""
-
-    def __init__(self, live: bool):
-        self.live, self.bar, self.task = live, None, None
-        self.quiet = STATE["quiet"]
-
-    def __call__(self, event: dict) -> None:
-        phase = event["phase"]
-        if self.quiet:
-            return
-        if phase == "start":
-            if self.live:
-                from rich.console import Console
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-                self.bar = Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                    TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
-                self.bar.start()
-                self.task = self.bar.add_task("", total=event["total"])
-            else:
-                err(f"edgepack: tune: {event['total']} candidates from {event['builds']} builds")
-        elif phase in ("build", "run"):
-            what = ("building " if phase == "build" else "measuring ") + event["label"]
-            if self.bar is not None:
-                self.bar.update(self.task, description=what)
-        elif phase == "done":
-            if self.bar is not None:
-                self.bar.update(self.task, completed=event["done"])
-            else:
-                err(f"edgepack: tune: [{event['done']}/{event['total']}] {event['status']:5} {event['label']}")
-
-    def stop(self):
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _ms(v) -> str:
@@ -135,11 +98,7 @@ def tune(
                        formats=_csv(formats_), precisions=_csv(precisions), threads=thread_list,
                        probe_runs=probe_runs, probe_seconds=probe_seconds, cache=cache, out_profile=out_profile)
     target = _target(inventory, limit, known_hosts, accept_new_hosts, connect_timeout)
-    progress = _Progress(live=sys.stderr.isatty())
-    try:
-        result = guarded(do_tune, opts, target, progress)
-    finally:
-        progress.stop()
+    result = live.fleet_run("tune", as_json, do_tune, opts, target)   # a live board: each candidate, ETA
     if as_json:
         print_json(result.to_dict())
     else:

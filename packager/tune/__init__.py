@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import __version__, formats, profiles, sources
+from .. import __version__, formats, profiles, progress, sources
 from ..errors import CheckFailed, EdgepackError, UsageError
 from . import select, space
 from .store import Store, default_dir, file_digest, key
@@ -93,20 +93,28 @@ def tune(opts: TuneOptions, target=None, on_progress: Callable[[dict], None] | N
                                                            facts.get("cpu_count"), base, opts.threads)]
         rows, done = [], 0
         notify({"phase": "start", "total": len(plan), "builds": len(builds)})
+        board = progress.board("tune", [f"{b.label}, {r.label}" for b, r in plan])
         built = {}
-        for b, run in plan:
-            if b not in built:
-                notify({"phase": "build", "label": b.label, "done": done, "total": len(plan)})
-                built[b] = _build(b, opts, base, store, src.sha256)
-            entry, bundle_dir = built[b]
-            row = _row(b, run, entry)
-            if entry["status"] == "ok":
-                notify({"phase": "run", "label": f"{b.label}, {run.label}", "done": done, "total": len(plan)})
-                _measure(row, run, bundle_dir, entry, target, store, opts)
-            rows.append(row)
-            done += 1
-            notify({"phase": "done", "label": f"{b.label}, {run.label}", "done": done, "total": len(plan),
-                    "status": row["status"]})
+        try:
+            for b, run in plan:
+                label, started = f"{b.label}, {run.label}", time.monotonic()
+                if b not in built:
+                    board.update(label, "building")
+                    notify({"phase": "build", "label": b.label, "done": done, "total": len(plan)})
+                    built[b] = _build(b, opts, base, store, src.sha256)
+                entry, bundle_dir = built[b]
+                row = _row(b, run, entry)
+                if entry["status"] == "ok":
+                    board.update(label, f"measuring on {target.name}")
+                    notify({"phase": "run", "label": label, "done": done, "total": len(plan)})
+                    _measure(row, run, bundle_dir, entry, target, store, opts)
+                rows.append(row)
+                done += 1
+                board.finish(label, ok=row["status"] == "pass", status=row["status"],
+                             seconds=time.monotonic() - started)
+                notify({"phase": "done", "label": label, "done": done, "total": len(plan), "status": row["status"]})
+        finally:
+            board.close()
         select.pareto(rows, opts.metric)
         best = select.winner(rows, opts.metric, opts.budget_ms)
         baseline = _baseline(rows, base)
