@@ -55,6 +55,13 @@ def test_build_smoke(tmp_path):
         assert r["edgepack"]["median"] > 0 and r["peer"]["median"] > 0
 
 
+def test_tune_smoke(tmp_path):
+    data = _run("tune", tmp_path / "tune.json")
+    groups = {r["group"] for r in data["rows"]}
+    assert any(g.startswith("conv net, host") for g in groups)
+    assert all(r["extra"].get("pick") for r in data["rows"])
+
+
 def test_fleet_smoke(tmp_path):
     data = _run("fleet", tmp_path / "fleet.json")
     if any(r["extra"].get("skipped") for r in data["rows"]):

@@ -79,6 +79,9 @@ def test_concurrent_writers_leave_one_whole_entry(tmp_path, root):
 
 
 def test_an_unwritable_cache_never_fails_the_caller(tmp_path, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="packager.cache")   # whatever an earlier CLI test set
     blocker = _file(tmp_path, "not-a-dir", b"")
     monkeypatch.setenv("EDGEPACK_CACHE", str(blocker))
     assert cache.put("tool", cache.key("w"), {"m": _file(tmp_path, "m", b"1")}) is None

@@ -82,6 +82,7 @@ def tune(opts: TuneOptions, target=None, on_progress: Callable[[dict], None] | N
     src = sources.load(opts.source, _shapes(opts))   # fails early for a bad source; its hash keys the cache
     store = Store(opts.cache or default_dir())
     target = target or HostTarget()
+    lent = target.is_open                    # a caller's open target stays open for the caller
     try:
         facts = target.open()
         available = facts.get("runtimes") or {}
@@ -103,7 +104,7 @@ def tune(opts: TuneOptions, target=None, on_progress: Callable[[dict], None] | N
                     notify({"phase": "build", "label": b.label, "done": done, "total": len(plan)})
                     built[b] = _build(b, opts, base, store, src.sha256)
                 entry, bundle_dir = built[b]
-                row = _row(b, run, entry)
+                row = _row(b, run, entry, bundle_dir)
                 if entry["status"] == "ok":
                     board.update(label, f"measuring on {target.name}")
                     notify({"phase": "run", "label": label, "done": done, "total": len(plan)})
@@ -127,7 +128,8 @@ def tune(opts: TuneOptions, target=None, on_progress: Callable[[dict], None] | N
                                        opts.metric, baseline)
         return TuneResult(target.name, facts, rows, best, baseline, opts.metric, out, time.perf_counter() - t0)
     finally:
-        target.close()
+        if not lent:
+            target.close()
 
 
 def _shapes(opts: TuneOptions) -> dict:
@@ -192,8 +194,8 @@ def _worst(parity: dict) -> float | None:
     return min(values) if values else None
 
 
-def _row(b: space.Build, run: space.Run, entry: dict) -> dict:
-    row = {"label": f"{b.label}, {run.label}", "format": b.format, "precision": b.precision, "recipe": b.recipe,
+def _row(b: space.Build, run: space.Run, entry: dict, bundle_dir: Path | None) -> dict:
+    row = {"label": f"{b.label}, {run.label}", "bundle": str(bundle_dir) if bundle_dir else None, "format": b.format, "precision": b.precision, "recipe": b.recipe,
            "threads": run.threads, "order": list(run.order), "order_key": run.key, "patch": b.patch,
            "status": entry["status"], "why": entry.get("why", ""), "size_bytes": entry.get("size_bytes"),
            "worst_cosine": entry.get("host_parity")}

@@ -26,10 +26,12 @@ class HostTarget:
 
     def __init__(self):
         self.id = f"local:{socket.gethostname()}"
+        self.is_open = False
 
     def open(self) -> dict:
         from agent import report
 
+        self.is_open = True
         return report.facts()
 
     def selftest(self, bundle: Path, run_args: list[str], probe: list[str], timeout: float) -> tuple[dict, int]:
@@ -38,7 +40,7 @@ class HostTarget:
         return run_local(bundle, extra_args=probe + run_args, timeout=timeout)
 
     def close(self) -> None:
-        pass
+        self.is_open = False
 
 
 class DeviceTarget:
@@ -47,19 +49,26 @@ class DeviceTarget:
     def __init__(self, host, connect):
         self.host, self._connect = host, connect
         self.name, self.id = host.name, f"ssh:{host.name}:{host.address}:{host.port}"
-        self.t, self.scratch = None, None
+        self.t, self.scratch, self.facts = None, None, None
+
+    @property
+    def is_open(self) -> bool:
+        return self.t is not None
 
     def _py(self, *args: str, cwd: str | None = None, timeout: float = 120):
         return self.t.run(self.host.python + ["-B", *args], cwd=cwd, timeout=timeout)
 
     def open(self) -> dict:
+        if self.t is not None:
+            return self.facts
         self.t = self._connect(self.host)
         r = self._py("-c", _MKTEMP)
         if r.rc != 0 or not r.stdout.strip():
             raise EdgepackError(f"{self.name}: cannot make a scratch folder: {short(r.stderr) or 'no output'}",
                                 "check the device's Python (ansible_python_interpreter) and its /tmp")
         self.scratch = r.stdout.strip().splitlines()[-1]
-        return self._facts()
+        self.facts = self._facts()
+        return self.facts
 
     def _facts(self) -> dict:
         """`python3 -m agent facts --json` of the agent this edgepack ships, uploaded to the scratch."""

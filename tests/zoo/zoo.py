@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ONNX_PROFILES = ("x86-cpu", "x86-cpu-int8", "jetson", "raspberry-pi", "coral", "android")
+ONNX_PROFILES = ("x86-cpu", "x86-cpu-int8", "jetson", "raspberry-pi", "coral", "android", "intel-cpu")
 INT8_PROFILES = ("x86-cpu-int8", "coral")                  # the shipped profiles whose precision is int8
 TORCH_PROFILES = ONNX_PROFILES + ("jetson-torchscript",)   # ONNX -> TorchScript has no route (docs/FORMATS.md)
 
@@ -128,6 +128,10 @@ CASES: list[Case] = [
 ]
 
 BY_NAME = {c.name: c for c in CASES}
+
+# Cells that must be refused, with the text their one line carries (tests/zoo/test_zoo.py checks it),
+# each with the reason it cannot be had. Filled from measurements (docs/FORMATS.md "Real models").
+EXPECTED_REFUSALS: dict[tuple[str, str], str] = {}
 
 
 def matrix(only: list[str] | None = None, profiles: list[str] | None = None) -> list[tuple[Case, str]]:
