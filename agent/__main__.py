@@ -100,6 +100,8 @@ def build_parser():
         device = None
     if device is not None and hasattr(device, "register"):
         device.register(sub)
+        from . import pull  # stdlib + device.py: `python3 -m agent pull REGISTRY/REPO:TAG`
+        pull.register(sub)
     return parser
 
 
