@@ -93,7 +93,8 @@ def _device_command(action: str):
 def register(app: typer.Typer) -> None:
     @app.command()
     def push(
-        bundle: Path = typer.Argument(..., help="bundle folder (or .tar.gz) from `edgepack build`"),
+        bundle: Optional[Path] = typer.Argument(None, help="bundle folder (or .tar.gz) from "
+                                                           "`edgepack build` (or --from REF)"),
         inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
         limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
         forks: int = typer.Option(16, "--forks", "-f", help="devices at once"),
@@ -112,6 +113,14 @@ def register(app: typer.Typer) -> None:
         reports: Path = typer.Option(Path("edgepack-reports"), "--reports",
                                      help="where each device's report is stored (per host)"),
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
+        from_ref: Optional[str] = typer.Option(None, "--from", help="REGISTRY/REPO:TAG: devices "
+                                               "pull it from the registry (docs/SCALE.md)"),
+        plain_http: bool = typer.Option(False, "--plain-http", help="with --from: the registry "
+                                        "speaks HTTP, not TLS"),
+        ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="with --from: the "
+                                               "registry's CA on this host"),
+        credentials: Optional[Path] = typer.Option(None, "--credentials", help="with --from: "
+                                                   "Docker-style config.json on this host"),
     ):
         """Push a bundle to devices: stage, verify, self-test, activate only on a pass."""
         from ..fleet import push as push_bundle
@@ -121,6 +130,11 @@ def register(app: typer.Typer) -> None:
                         known_hosts=str(known_hosts) if known_hosts else None,
                         accept_new_hosts=accept_new_hosts, connect_timeout=connect_timeout,
                         selftest_timeout=selftest_timeout, reports_dir=str(reports))
+        if from_ref is not None or bundle is None:
+            from .publish import push_from_registry
+
+            _emit(push_from_registry(bundle, from_ref, hosts, opts, plain_http, ca_file,
+                                     credentials), as_json)
         _emit(guarded(push_bundle, str(bundle), hosts, opts), as_json)
 
     for action, doc in (("status", "What is current on each device, its last verdict and p50 latency."),

@@ -34,21 +34,25 @@ def push(bundle_path: str, hosts: list, opts: FleetOptions,
     bundle = open_bundle(bundle_path)
     connect = connect or opts.connector()
     try:
-        one = lambda h: push_one(h, bundle, opts, connect)  # noqa: E731
-        canary, rest = hosts[:opts.canary], hosts[opts.canary:]
-        results = fan_out(canary, one, opts.forks)
-        failed_canary = [r.host for r in results if not r.ok]
-        if failed_canary:
-            halted = (f"canary failed on {', '.join(failed_canary)}: "
-                      "the rest of the fleet was not touched")
-            results += [DeviceResult.skipped(h.name, halted) for h in rest]
-        else:
-            policy = _MaxFail(opts.max_fail, len(hosts), results)
-            results += fan_out(rest, lambda h: policy.done(one(h)), opts.forks, policy.halted)
-            halted = policy.reason
+        results, halted = waves(hosts, lambda h: push_one(h, bundle, opts, connect), opts)
         return FleetResult("push", results, bundle.summary(), halted, time.monotonic() - started)
     finally:
         bundle.cleanup()
+
+
+def waves(hosts: list, one: Callable[[Host], DeviceResult], opts: FleetOptions):
+    """The rollout policy around any per-device flow (push, push --from): the canary first; if
+    it failed, the rest are skipped; else the rest under --max-fail. (results, halted reason)."""
+    canary, rest = hosts[:opts.canary], hosts[opts.canary:]
+    results = fan_out(canary, one, opts.forks)
+    failed_canary = [r.host for r in results if not r.ok]
+    if failed_canary:
+        halted = (f"canary failed on {', '.join(failed_canary)}: "
+                  "the rest of the fleet was not touched")
+        return results + [DeviceResult.skipped(h.name, halted) for h in rest], halted
+    policy = _MaxFail(opts.max_fail, len(hosts), results)
+    results += fan_out(rest, lambda h: policy.done(one(h)), opts.forks, policy.halted)
+    return results, policy.reason
 
 
 class _MaxFail:
