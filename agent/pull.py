@@ -132,6 +132,8 @@ def pull(ref, root=None, plain_http=False, ca_file=None, credentials=None, keep=
         out["error"] = str(exc)
     except OSError as exc:
         out["error"] = "%s: %s" % (type(exc).__name__, exc)
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback; current is untouched
+        out["error"] = "unexpected %s: %s" % (type(exc).__name__, exc)
     finally:
         lock.release()
         out["seconds"] = round(time.time() - started, 3)

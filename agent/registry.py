@@ -178,7 +178,7 @@ class Registry(object):
             conn, resp = self._open(method, url, headers)
             if resp.status == 401 and attempt == 0:
                 challenge = resp.getheader("WWW-Authenticate")
-                resp.read()
+                _drain(resp)
                 conn.close()
                 self._authenticate(challenge, scope)
                 continue
@@ -186,7 +186,7 @@ class Registry(object):
         hops = 0
         while resp.status in (301, 302, 303, 307, 308) and hops < 5:
             target = urllib.parse.urljoin(url, resp.getheader("Location") or "")
-            resp.read()
+            _drain(resp)
             conn.close()
             same = urllib.parse.urlsplit(target).netloc == self.registry
             conn, resp = self._open(method, target, headers, auth=same)
@@ -239,7 +239,7 @@ class Registry(object):
         self.auth_header = "Bearer " + token
 
     def _fail(self, resp, what):
-        body = resp.read()[:2000]
+        body = _drain(resp)[:2000]
         detail = ""
         try:
             errors = json.loads(body.decode("utf-8")).get("errors") or []
@@ -313,8 +313,8 @@ class Registry(object):
         conn, resp = self.request("GET", "/v2/%s/blobs/%s" % (repo, digest), headers,
                                   "repository:%s:pull" % repo)
         try:
-            if resp.status == 416 and have:  # nothing left to send: our partial is complete
-                resp.read()
+            if resp.status == 416 and have:  # nothing past our partial: the size check decides
+                _drain(resp)
                 return
             if resp.status not in (200, 206):
                 self._fail(resp, "blob %s... of %s" % (digest[:19], repo))
@@ -341,6 +341,14 @@ class _Short(Exception):
     def __init__(self, got, why):
         Exception.__init__(self, why)
         self.got, self.why = got, why
+
+
+def _drain(resp):
+    """The rest of a response body we only look at for an error message (b"" if it broke)."""
+    try:
+        return resp.read(1 << 16)
+    except (OSError, http.client.HTTPException):
+        return b""
 
 
 def _sha256(path):

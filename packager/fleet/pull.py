@@ -56,7 +56,7 @@ def program() -> str:
     global _PROGRAM
     if _PROGRAM is None:
         _PROGRAM = (
-            "import sys,types\n"
+            "import base64,sys,types,zlib\n"
             "pkg=types.ModuleType('agent');pkg.__path__=[];sys.modules['agent']=pkg\n"
             "def _load(n,src,fn):\n"
             " m=types.ModuleType('agent.'+n);m.__package__='agent';m.__file__=fn\n"

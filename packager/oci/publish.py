@@ -66,7 +66,8 @@ def credentials_for(registry: str, path: Optional[str]):
                                         "base64(user:password)}}}")
 
 
-def client(registry: str, plain_http: bool, ca_file: Optional[str], credentials: Optional[str]):
+def client(registry: str, plain_http: bool, ca_file: Optional[str], credentials: Optional[str],
+           repo: Optional[str] = None):
     """An oras-py Registry for `registry`, with the auth backend the registry asks for."""
     import oras.provider
     import requests
@@ -92,6 +93,16 @@ def client(registry: str, plain_http: bool, ca_file: Optional[str], credentials:
         reg.auth.set_token_auth(token)
     elif user is not None:
         reg.auth.set_basic_auth(user, password or "")
+        if backend == "token" and challenge.lower().startswith("bearer") and repo:
+            # Ask once for a pull,push token (as the oras CLI does for a push): oras-py keeps its
+            # first token, and the first request of a push is a HEAD that would get `pull` only.
+            import oras.auth.utils as auth_utils
+
+            h = auth_utils.parse_auth_header(challenge)
+            h.scope = f"repository:{repo}:pull,push"
+            got = reg.auth.request_token(h)
+            if got:
+                reg.auth.set_token_auth(got)
     elif probe.status_code == 401 and backend == "basic":
         raise RegistryError(f"registry {registry} wants a user name and password and there are "
                             "none for it", hint="pass --credentials FILE (Docker config.json "
@@ -111,7 +122,7 @@ def publish(bundle_path: str, ref: str, plain_http: bool = False, ca_file: Optio
     started = time.monotonic()
     bundle = open_bundle(bundle_path)
     try:
-        reg = client(registry, plain_http, ca_file, credentials)
+        reg = client(registry, plain_http, ca_file, credentials, repo)
         container = reg.get_container(f"{registry}/{repo}:{reference}")
         rels = sorted(bundle.manifest["files"]) + (["signature"] if bundle.signed else [])
         layers = []

@@ -215,3 +215,65 @@ class Registry:
         """Where the filesystem driver keeps a blob (to damage it in a test)."""
         hexd = digest.split(":", 1)[1]
         return self.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+
+
+class CuttingProxy:
+    """127.0.0.1:PORT -> the registry, cutting the first `cuts` responses that carry more than
+    `after` bytes (a link that dies mid-blob), then passing everything through."""
+
+    def __init__(self, target_port: int, after: int, cuts: int = 1):
+        self.target, self.after, self.cuts = target_port, after, cuts
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.cut = 0
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pair, args=(client,), daemon=True).start()
+
+    def _pair(self, client):
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+
+        def up():
+            try:
+                while True:
+                    data = client.recv(65536)
+                    if not data:
+                        break
+                    upstream.sendall(data)
+            except OSError:
+                pass
+        threading.Thread(target=up, daemon=True).start()
+        sent = 0
+        try:
+            while True:
+                data = upstream.recv(65536)
+                if not data:
+                    break
+                if self.cut < self.cuts and sent + len(data) > self.after:
+                    client.sendall(data[:max(0, self.after - sent)])
+                    self.cut += 1
+                    break
+                client.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def stop(self):
+        self._stop = True
+        self.sock.close()
