@@ -71,7 +71,7 @@ def cmd_selftest(args):
 
 def cmd_facts(args):
     from . import report
-    info = report.facts()
+    info = report.facts(only=args.runtime or None)
     if args.json:
         _dump(info)
     else:
@@ -93,6 +93,7 @@ def build_parser():
     st.set_defaults(func=cmd_selftest)
     fa = sub.add_parser("facts", help="print device facts (arch, Python, runtimes)")
     fa.add_argument("--json", action="store_true")
+    fa.add_argument("--runtime", action="append", help="probe only this runtime (repeatable)")
     fa.set_defaults(func=cmd_facts)
     try:
         from . import device

@@ -58,6 +58,7 @@ def counted():
 def main(argv=None) -> int:
     ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=None, help="fleet size (default 32; 2 with --smoke)")
+    ap.add_argument("--kinds", default=None, help="comma-separated subset of push,push-nocache,pull,pool,ansible")
     a = ap.parse_args(argv)
     res = common.Result("scale", "Past one host: push vs push --from a registry vs the Ansible export", a.smoke)
     n = a.devices or (2 if a.smoke else 32)
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
         res.command("bare paramiko", [common.PY, "bench/paramiko_pool.py", "hosts.json", "BUNDLE", "--forks", n])
         res.command("this bench", [common.PY, "-m", "bench.scale", "--out", "RESULT.json"])
         kinds = ["push", "push-nocache", "pull", "pool"] + (["ansible"] if ansible.exists() else [])
+        if a.kinds:
+            kinds = [k for k in kinds if k in a.kinds.split(",")]
         data: dict = {}
         for rep in range(reps):
             res.sample_load(f"rep {rep + 1}")

@@ -34,6 +34,8 @@ DEVICE_COMMAND_TIMEOUT = 300.0
 _DEVICE_SRC: Optional[str] = None
 _DEVICE_DIGEST: Optional[str] = None
 AGENT_MISSING_RC = 97  # the stub's exit code when <root>/.agent holds no copy with the right hash
+# What runs once `s` (device.py's bytes) and `p` (its file name) are defined: device.py's main().
+RUN_DEVICE = "exec(compile(s,p,'exec'),{'__name__':'__main__','__file__':p})"
 
 
 class DeviceRefused(EdgepackError):
@@ -59,7 +61,7 @@ def device_digest() -> str:
     return _DEVICE_DIGEST
 
 
-def device_source(root: Optional[str] = None) -> str:
+def device_source(root: Optional[str] = None, then: str = RUN_DEVICE) -> str:
     """agent/device.py, sent as `python3 -c SOURCE` (zlib + base64): works before any bundle is on
     the device. With `root`, the run also keeps a copy under <root>/.agent/ for `device_stub`
     (written to a temp name and renamed; copies of other versions beyond the 3 newest removed)."""
@@ -67,9 +69,10 @@ def device_source(root: Optional[str] = None) -> str:
     if _DEVICE_SRC is None:
         packed = base64.b64encode(zlib.compress(_device_bytes(), 9)).decode("ascii")
         # Compressed: 29 kB -> 11 kB.
-        _DEVICE_SRC = ("import base64,zlib;s=zlib.decompress(base64.b64decode('%s'))\n" % packed)
+        _DEVICE_SRC = ("import base64,zlib;s=zlib.decompress(base64.b64decode('%s'))\n"
+                       "p='agent/device.py'\n" % packed)
     if root is None:
-        return _DEVICE_SRC + "exec(compile(s,'agent/device.py','exec'))"
+        return _DEVICE_SRC + then
     keep = (
         "def _keep(s, root, name):\n"
         " import os\n"
@@ -88,10 +91,10 @@ def device_source(root: Optional[str] = None) -> str:
         " except OSError:\n"
         "  pass\n")
     return (_DEVICE_SRC + keep + "_keep(s, %r, %r)\n" % (root, "device-%s.py" % device_digest())
-            + "exec(compile(s,'agent/device.py','exec'))")
+            + then)
 
 
-def device_stub(root: str) -> str:
+def device_stub(root: str, then: str = RUN_DEVICE) -> str:
     """The short `python3 -c` line that runs the copy kept under <root>/.agent/ once its sha256
     matches (else: `{"ok": false, "agent_missing": true}`, exit 97)."""
     digest = device_digest()
@@ -100,8 +103,7 @@ def device_stub(root: str) -> str:
             "try:\n with open(p,'rb') as f:s=f.read()\nexcept OSError:s=b''\n"
             "if hashlib.sha256(s).hexdigest()!='%s':\n"
             " sys.stdout.write('{\"ok\": false, \"agent_missing\": true}\\n');sys.exit(%d)\n"
-            "exec(compile(s,p,'exec'),{'__name__':'__main__','__file__':p})"
-            % (root, digest, digest, AGENT_MISSING_RC))
+            "%s" % (root, digest, digest, AGENT_MISSING_RC, then))
 
 
 def agent_missing(rc: int, answer) -> bool:
@@ -121,6 +123,8 @@ class Device:
         self._stop = threading.Event()
         self._beat: Optional[threading.Thread] = None
         self.agent_sent = 0  # commands that had to carry the whole device.py (its copy was missing)
+        self.prepared: Optional[dict] = None  # `lock --prepare`'s answer
+        self.prepare_error: Optional[str] = None
 
     def argv(self, command: str, *args: str, full: bool = False) -> list:
         code = device_source(self.root) if full else device_stub(self.root)
@@ -160,10 +164,12 @@ class Device:
             data = last_json(r.stdout)
         return r, data
 
-    def facts(self, stage: str) -> dict:
-        """`python3 -m agent facts --json` from the stage: Python, arch, numpy, runtimes."""
-        r = self.t.run(self.host.python + ["-B", "-m", "agent", "facts", "--json"], cwd=stage,
-                       timeout=120)
+    def facts(self, stage: str, runtime: Optional[str] = None) -> dict:
+        """`python3 -m agent facts --json` from the stage: Python, arch, numpy, runtimes (with
+        `runtime`, only that one is probed: importing every runtime can take seconds)."""
+        extra = ["--runtime", runtime] if runtime else []
+        r = self.t.run(self.host.python + ["-B", "-m", "agent", "facts", "--json"] + extra,
+                       cwd=stage, timeout=120)
         try:
             facts = json.loads(r.stdout)
         except ValueError:
@@ -175,8 +181,11 @@ class Device:
         return facts
 
     # -- the lock: held while the channel lives and heartbeats arrive
-    def lock(self, ttl: float = LEASE_TTL_SECONDS):
-        argv = ("lock", "--ttl", str(ttl), "--holder", holder_name())
+    def lock(self, ttl: float = LEASE_TTL_SECONDS, prepare: Optional[str] = None):
+        """Take the device lock (and with `prepare`, run `prepare --id` in the same process:
+        its answer in `self.prepared`, its refusal in `self.prepare_error`)."""
+        argv = ("lock", "--ttl", str(ttl), "--holder", holder_name()) + \
+            (("--prepare", prepare) if prepare else ())
         proc = self.t.start(self.argv(*argv))
         data = last_json(proc.readline(timeout=60))
         if data is not None and data.get("agent_missing"):
@@ -195,6 +204,7 @@ class Device:
             raise DeviceRefused(f"{self.host.name}: {data.get('error')}",
                                 hint="wait for the other push to finish, then retry")
         self.lease_token, self.root, self._lease_proc = data["token"], data["root"], proc
+        self.prepared, self.prepare_error = data.get("prepared"), data.get("prepare_error")
         self._beat = threading.Thread(target=self._heartbeat, args=(ttl,), daemon=True)
         self._beat.start()
         return data
@@ -219,16 +229,18 @@ class Device:
 
 
 @contextmanager
-def session(host: Host, connect: Callable[[Host], Transport], res: DeviceResult, lock: bool):
-    """Connect (and take the device lock): the Device; unlocked and disconnected on the way out,
-    whatever happens. `res.step` says how far it got."""
+def session(host: Host, connect: Callable[[Host], Transport], res: DeviceResult, lock: bool,
+            prepare: Optional[str] = None):
+    """Connect (and take the device lock; with `prepare`, prepare that release under it in the
+    same round trip): the Device; unlocked and disconnected on the way out, whatever happens.
+    `res.step` says how far it got."""
     res.step = "connect"
     t = connect(host)
     try:
         dev = Device(host, t)
         if lock:
             res.step = "lock"
-            dev.lock()
+            dev.lock(prepare=prepare)
         try:
             yield dev
         finally:

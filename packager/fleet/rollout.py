@@ -83,7 +83,7 @@ def push_one(host: Host, bundle: Bundle, opts: FleetOptions, connect: Connect) -
     res = DeviceResult(host=host.name, release_id=bundle.release_id, step="check")
     with recording(res):
         check_host(host, bundle)
-        with session(host, connect, res, lock=True) as dev:
+        with session(host, connect, res, lock=True, prepare=bundle.release_id) as dev:
             _deliver(dev, bundle, opts, connect, res)
     return res
 
@@ -129,7 +129,9 @@ def _deliver(dev: Device, bundle: Bundle, opts: FleetOptions, connect: Connect,
     Any failure after prepare removes the stage (`current` is never touched before activate)."""
     host, t, rid = dev.host, dev.t, bundle.release_id
     res.step = "prepare"
-    info = dev.call("prepare", "--id", rid)
+    if dev.prepare_error:
+        raise DeviceRefused(f"{host.name}: {dev.prepare_error}")
+    info = dev.prepared if dev.prepared is not None else dev.call("prepare", "--id", rid)
     res.current, res.previous = info.get("current"), info.get("previous")
     if info.get("unchanged"):
         last = info.get("last_report") or {}
@@ -145,7 +147,7 @@ def _deliver(dev: Device, bundle: Bundle, opts: FleetOptions, connect: Connect,
         need = plan["need"]
         _upload(t, bundle, stage, [f for f in need if f.startswith("agent/")], res)
         res.step = "facts"
-        res.facts = dev.facts(stage)
+        res.facts = dev.facts(stage, bundle.manifest.get("runtime"))
         check_facts(host, bundle, res.facts)
         res.step = "upload"
         _upload(t, bundle, stage, [f for f in need if not f.startswith("agent/")], res)

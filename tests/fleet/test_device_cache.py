@@ -78,3 +78,16 @@ def test_old_copies_are_pruned_and_the_lock_uses_the_stub(tmp_path):
     dev2.lock()
     dev2.unlock()
     assert dev2.agent_sent == 0
+
+
+def test_facts_probe_only_the_bundles_runtime(tmp_path):
+    """push asks `agent facts --runtime R`: importing every runtime (torch, openvino) costs seconds."""
+    import json
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    one = subprocess.run([sys.executable, "-B", "-m", "agent", "facts", "--json", "--runtime",
+                          "onnxruntime"], cwd=repo, capture_output=True, text=True, timeout=120)
+    facts = json.loads(one.stdout)
+    assert set(facts["runtimes"]) == {"onnxruntime"} and facts["numpy"]
+    assert "CPUExecutionProvider" in facts["runtimes"]["onnxruntime"]["providers"]
