@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tarfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import common
-from .fleet import PROFILE, big_onnx
+from .fleet import build_bench_bundle
 from .probe import edgepack_cmd
 
 
@@ -95,11 +94,7 @@ def main(argv=None) -> int:
     work = a.work or Path(tempfile.mkdtemp(prefix="edgepack-bench-layout-"))
     reg = Registry(work / "registry").start()
     try:
-        (work / "p.yaml").write_text(PROFILE)
-        big_onnx(work / "m.onnx", a.smoke)
-        p = common.run(edgepack_cmd() + ["build", work / "m.onnx", "--profile", work / "p.yaml", "--out",
-                                         work / "dist", "--force", "--json"], cwd=common.REPO).check()
-        v1 = Path(json.loads(p.out)["bundle"])
+        v1 = build_bench_bundle(work, a.smoke)
         m = json.loads((v1 / "manifest.json").read_text())
         v2 = derive(v1, work / "v2", manifest={"version": m["version"] + "-v2"})
         model = m["model"]["path"]

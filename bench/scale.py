@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import common
-from .fleet import ANSIBLE_VENV, NETNS_FLAG, PROFILE, big_onnx, dir_bytes, ensure_ansible, lo_bytes
+from .fleet import ANSIBLE_VENV, NETNS_FLAG, build_bench_bundle, dir_bytes, ensure_ansible, lo_bytes
 from .probe import edgepack_cmd
 
 COUNT = {"sent": 0, "recv": 0}
@@ -93,12 +93,7 @@ def main(argv=None) -> int:
         fleet.start()
         registry.start()
         res.note(f"{n} sshd devices and docker-registry started in {time.perf_counter() - t0:.1f} s")
-        (work / "bench-fleet.yaml").write_text(PROFILE)
-        big_onnx(work / "fleetmodel.onnx", a.smoke)
-        p = common.run(edgepack_cmd() + ["build", work / "fleetmodel.onnx", "--profile", work / "bench-fleet.yaml",
-                                         "--out", work / "dist", "--force", "--json"], cwd=common.REPO).check()
-        bundle = Path(json.loads(p.out)["bundle"])
-        os.chmod(work / "dist", 0o755)
+        bundle = build_bench_bundle(work, a.smoke)
         files = json.loads((bundle / "manifest.json").read_text())["files"]
         res.note(f"bundle: {bundle.name}, {len(files)} files, {dir_bytes(bundle) / 1e6:.1f} MB")
         ref = f"{registry.host}/bench/fleet:v1"

@@ -2,11 +2,9 @@
 tests' harness), ansible-core, and bundles made once per session."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fleet"))
 
-from fleet_harness import Fleet, _skip_reason, build_bundle, derive  # noqa: E402
+from fleet_fixtures import loopback_fleet, usual_bundles  # noqa: E402
 
 
 def ansible_playbook() -> str | None:
@@ -38,26 +36,9 @@ def playbook_exe():
 
 @pytest.fixture(scope="session")
 def small_fleet():
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    f = Fleet(Path(tempfile.mkdtemp(prefix="edgepack-export-")), 4)
-    try:
-        f.start()
-    except Exception as exc:
-        f.stop()
-        pytest.skip(f"could not start the loopback fleet: {exc}")
-    yield f
-    f.stop()
+    yield from loopback_fleet(4, "edgepack-export-")
 
 
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory):
-    """v1, v2 (same files, new version), failing (latency budget never met)."""
-    base = tmp_path_factory.mktemp("export-bundles")
-    v1 = build_bundle(base / "src", base / "dist")
-    m = json.loads((v1 / "manifest.json").read_text())
-    probe = dict(m.get("probe") or {}, budget_ms=1e-9, budget_metric="p50")
-    return {"v1": v1, "v2": derive(v1, base / "v2", manifest={"version": m["version"] + "-v2"}),
-            "failing": derive(v1, base / "failing", manifest={"probe": probe,
-                                                              "version": m["version"] + "-fail"})}
+    return usual_bundles(tmp_path_factory.mktemp("export-bundles"))

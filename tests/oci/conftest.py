@@ -2,9 +2,7 @@
 with basic auth, TLS with token auth — a small loopback sshd fleet, and bundles, each made once."""
 from __future__ import annotations
 
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fleet"))
 
-from fleet_harness import Fleet, _skip_reason, build_bundle, derive  # noqa: E402
+from fleet_fixtures import loopback_fleet, usual_bundles  # noqa: E402
+from fleet_harness import derive  # noqa: E402
 from registry_harness import Registry, skip_reason  # noqa: E402
 
 
@@ -52,28 +51,13 @@ def token_registry(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def oci_bundles(tmp_path_factory):
-    base = tmp_path_factory.mktemp("oci-bundles")
-    v1 = build_bundle(base / "src", base / "dist")
-    m = json.loads((v1 / "manifest.json").read_text())
-    probe = dict(m.get("probe") or {}, budget_ms=1e-9, budget_metric="p50")
+    b = usual_bundles(tmp_path_factory.mktemp("oci-bundles"))
     blob = bytes(range(256)) * 8192  # 2 MiB: big enough to cut mid-download
-    return {"v1": v1, "v2": derive(v1, base / "v2", manifest={"version": m["version"] + "-v2"}),
-            "failing": derive(v1, base / "failing", manifest={"probe": probe,
-                                                              "version": m["version"] + "-fail"}),
-            "big": derive(v1, base / "big", files={"model/blob.bin": blob},
-                          manifest={"version": m["version"] + "-big"})}
+    b["big"] = derive(b["v1"], b["v1"].parents[1] / "big", files={"model/blob.bin": blob},
+                      manifest={"version": b["v1"].name + "-big"})
+    return b
 
 
 @pytest.fixture(scope="session")
 def pull_fleet():
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    f = Fleet(Path(tempfile.mkdtemp(prefix="edgepack-oci-")), 4)
-    try:
-        f.start()
-    except Exception as exc:
-        f.stop()
-        pytest.skip(f"could not start the loopback fleet: {exc}")
-    yield f
-    f.stop()
+    yield from loopback_fleet(4, "edgepack-oci-")
