@@ -234,3 +234,22 @@ def test_push_from_a_registry_ends_where_push_ends(pull_fleet, registry, oci_bun
                 inv("~/ep-o-pull"), "--known-hosts", fleet.known_hosts)
     assert r.returncode == 2 and "404" in r.stderr and r.stderr.count("\n") == 1
     assert state("~/ep-o-pull")[last] == (rid(v2), rid(v1))
+
+
+def test_signature_travels_as_a_layer_and_the_device_checks_it(registry, oci_bundles, tmp_path):
+    from fleet_harness import build_bundle
+    from packager import signing
+
+    keys = signing.keygen(str(tmp_path / "keys" / "ep"))
+    signed = build_bundle(tmp_path / "src", tmp_path / "dist", "--sign-key", keys["private_key"], seed=3)
+    out = publish(signed, f"{registry.host}/sig/tiny:v1", "--plain-http")
+    assert out["annotations"]["dev.edgepack.signed"] == "true"
+    publish(oci_bundles["v1"], f"{registry.host}/sig/tiny:unsigned", "--plain-http")
+    root = tmp_path / "dev"
+    allowed = keys["allowed_signers"]
+    code, out, _ = pull(f"{registry.host}/sig/tiny:unsigned", root, "--plain-http",
+                        "--require-signature", "--allowed-signers", allowed)
+    assert code == 1 and out["step"] == "verify" and "signature" in out["error"] and current(root) is None
+    code, out, _ = pull(f"{registry.host}/sig/tiny:v1", root, "--plain-http",
+                        "--require-signature", "--allowed-signers", allowed)
+    assert code == 0 and out["verify"]["signature"]["verified"] is True and current(root) == rid(signed)
