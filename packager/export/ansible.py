@@ -111,6 +111,8 @@ def export_ansible(bundle_path: str, hosts: list, out: str, canary: int = 0,
             (tmp / "README.md").write_text(_readme(m, bundle.release_id, command, canary, max_fail,
                                                    len(hosts)))
             if dest.exists():
+                if (dest / "reports").is_dir():  # reports fetched by earlier runs stay
+                    shutil.copytree(dest / "reports", tmp / "reports", symlinks=True)
                 old = dest.with_name(f".{dest.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(dest, old)

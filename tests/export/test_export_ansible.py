@@ -132,6 +132,7 @@ def test_ansible_export_ends_where_push_ends(small_fleet, playbook_exe, bundles,
 
     # 4. v2 again, everyone has the runtime: unchanged where current, activated on the last one
     _export(bundles["v2"], inv_ans, deploy)
+    assert report.is_file()  # re-exporting over deploy/ keeps the reports fetched so far
     p = _play(playbook_exe, inv_ans, deploy, tmp_path)
     assert p.returncode == 0, p.stdout[-3000:]
     _push(bundles["v2"], inv_push, fleet, tmp_path)
