@@ -253,3 +253,24 @@ def test_signature_travels_as_a_layer_and_the_device_checks_it(registry, oci_bun
     code, out, _ = pull(f"{registry.host}/sig/tiny:v1", root, "--plain-http",
                         "--require-signature", "--allowed-signers", allowed)
     assert code == 0 and out["verify"]["signature"]["verified"] is True and current(root) == rid(signed)
+
+
+def test_the_pull_runs_on_python_38_over_tls_with_basic_auth(tls_registry, oci_bundles, tmp_path):
+    """The device side is stdlib + Python >= 3.8: a real 3.8 (without numpy) downloads and checks
+    every blob over TLS with basic auth; its self-test then finds no numpy and it keeps its release."""
+    py38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
+    if not py38.exists():
+        pytest.skip("no Python 3.8 here")
+    ca = tls_registry.certs["ca"]
+    publish(oci_bundles["v2"], f"{tls_registry.host}/py38/tiny:v2", "--ca-file", ca,
+            "--credentials", tls_registry.credentials(tmp_path / "ci.json", "ci"))
+    root = tmp_path / "dev"
+    p = subprocess.run([str(py38), "-B", "-m", "agent", "pull", f"{tls_registry.host}/py38/tiny:v2",
+                        "--root", str(root), "--ca-file", str(ca), "--credentials",
+                        str(tls_registry.credentials(tmp_path / "fleet.json", "fleet")), "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert p.returncode == 1 and out["step"] == "selftest" and "numpy" in out["error"], out
+    assert out["downloaded_files"] == len(json.loads((oci_bundles["v2"] / "manifest.json").read_text())["files"])
+    assert current(root) is None and not list((root / "stage").iterdir())
