@@ -19,7 +19,17 @@ import sys
 import time
 
 from . import device
-from . import registry as oci
+
+oci = None  # agent/registry.py, imported when a pull runs: ssl + http.client cost every other
+            # agent command (selftest, facts) 12 ms at start-up
+
+
+def _load_registry():
+    global oci
+    if oci is None:
+        from . import registry
+        oci = registry
+    return oci
 
 MAX_CONFIG_BYTES = 16 << 20
 MAX_SIGNATURE_BYTES = 64 << 10
@@ -72,6 +82,7 @@ def pull(ref, root=None, plain_http=False, ca_file=None, credentials=None, keep=
          selftest_timeout=600.0, require_signature=False, allowed_signers=None, holder=None):
     """The whole pull on this device; returns the result object (never raises for a failed step)."""
     started = time.time()
+    _load_registry()
     root = device.resolve_root(root)
     out = {"ok": False, "status": "failed", "step": "resolve", "ref": ref, "root": root,
            "release_id": None, "downloaded_files": 0, "downloaded_bytes": 0, "reused_files": 0}
