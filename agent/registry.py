@@ -132,9 +132,10 @@ class Registry(object):
         self.auth_header = "Bearer " + self.token if self.token else None
         self.context = None
         if not plain_http:
-            try:
-                self.context = ssl.create_default_context(
-                    cafile=os.path.expanduser(ca_file) if ca_file else None)
+            try:  # the system's CAs, plus --ca-file's (a blob redirect may go to a public host)
+                self.context = ssl.create_default_context()
+                if ca_file:
+                    self.context.load_verify_locations(cafile=os.path.expanduser(ca_file))
             except (OSError, ssl.SSLError) as exc:
                 raise RegistryError("cannot load the CA file %s: %s" % (ca_file, exc))
         self.received = 0  # bytes of blob and manifest bodies read
