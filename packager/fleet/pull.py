@@ -81,14 +81,15 @@ def push_from(ref: str, hosts: list, opts: FleetOptions, pull_opts: PullOptions 
     return FleetResult("push", results, resolved.summary(), halted, time.monotonic() - started)
 
 
-def pull_argv(dev: Device, pinned: str, opts: FleetOptions, pull_opts: PullOptions,
+def pull_argv(dev: Device, resolved, opts: FleetOptions, pull_opts: PullOptions,
               full: bool) -> list:
     host = dev.host
     code = (device_source(dev.root, then=program()) if full
             else device_stub(dev.root, then=program()))
-    argv = host.python + ["-B", "-c", code, pinned, "--root", dev.root, "--json",
+    argv = host.python + ["-B", "-c", code, resolved.pinned, "--root", dev.root, "--json",
                           "--keep", str(host.keep), "--selftest-timeout", str(opts.selftest_timeout),
-                          "--holder", holder_name().replace("edgepack push", "edgepack push --from")]
+                          "--holder", holder_name().replace("edgepack push", "edgepack push --from"),
+                          "--expect-id", resolved.release_id]
     if pull_opts.plain_http:
         argv.append("--plain-http")
     for var, flag in (("edgepack_registry_credentials", "--credentials"),
@@ -111,11 +112,11 @@ def pull_one(host: Host, resolved, opts: FleetOptions, pull_opts: PullOptions,
         with session(host, connect, res, lock=False) as dev:
             res.step = "pull"
             timeout = opts.selftest_timeout + DOWNLOAD_ALLOWANCE
-            r = dev.t.run(pull_argv(dev, resolved.pinned, opts, pull_opts, False), timeout=timeout)
+            r = dev.t.run(pull_argv(dev, resolved, opts, pull_opts, False), timeout=timeout)
             out = last_json(r.stdout)
             if agent_missing(r.rc, out):
                 dev.agent_sent += 1
-                r = dev.t.run(pull_argv(dev, resolved.pinned, opts, pull_opts, True),
+                r = dev.t.run(pull_argv(dev, resolved, opts, pull_opts, True),
                               timeout=timeout)
                 out = last_json(r.stdout)
             if out is None:

@@ -84,6 +84,11 @@ def test_pull_gate_unchanged_and_reuse(registry, oci_bundles, tmp_path):
     assert list((root / "reports").glob(f"*-{rid(v1)}.json")) and not (root / "blobs").exists()
     code, out, _ = pull(f"{registry.host}/gate/tiny:v1", root, "--plain-http")
     assert code == 0 and out["status"] == "unchanged" and out["downloaded_files"] == 0
+    # --expect-id (what push --from passes): current already -> the registry is not even asked
+    code, out, _ = pull("127.0.0.1:1/gate/tiny:v1", root, "--plain-http", "--expect-id", rid(v1))
+    assert code == 0 and out["status"] == "unchanged" and out["received_bytes"] == 0
+    code, out, _ = pull("127.0.0.1:1/gate/tiny:v1", root, "--plain-http", "--expect-id", "0" * 64)
+    assert code == 1 and "cannot reach registry" in out["error"] and current(root) == rid(v1)
     code, out, _ = pull(f"{registry.host}/gate/tiny:v2", root, "--plain-http")  # files linked
     assert code == 0 and out["downloaded_files"] == 0 and out["reused_files"] > 0
     assert current(root) == rid(v2) and os.readlink(root / "previous").endswith(rid(v1))
