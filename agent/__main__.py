@@ -78,7 +78,7 @@ def cmd_selftest(args):
 
 def cmd_facts(args):
     from . import report
-    info = report.facts()
+    info = report.facts(only=args.runtime or None)
     if args.json:
         _dump(info)
     else:
@@ -104,6 +104,7 @@ def build_parser():
     st.set_defaults(func=cmd_selftest)
     fa = sub.add_parser("facts", help="print device facts (arch, Python, runtimes)")
     fa.add_argument("--json", action="store_true")
+    fa.add_argument("--runtime", action="append", help="probe only this runtime (repeatable)")
     fa.set_defaults(func=cmd_facts)
     try:
         from . import device
@@ -111,6 +112,8 @@ def build_parser():
         device = None
     if device is not None and hasattr(device, "register"):
         device.register(sub)
+        from . import pull  # stdlib + device.py: `python3 -m agent pull REGISTRY/REPO:TAG`
+        pull.register(sub)
     return parser
 
 

@@ -719,8 +719,14 @@ def cmd_lock(args):
     except (DeviceError, OSError) as exc:
         _emit({"ok": False, "error": str(exc)})
         return 1
-    _emit({"ok": True, "token": token, "root": root, "home": os.path.expanduser("~"),
-           "python": sys.version.split()[0]})
+    answer = {"ok": True, "token": token, "root": root, "home": os.path.expanduser("~"),
+              "python": sys.version.split()[0]}
+    if getattr(args, "prepare", None):  # `prepare` in the same process: one round trip less
+        try:
+            answer["prepared"] = prepare(root, _valid_id(args.prepare))
+        except (DeviceError, OSError) as exc:
+            answer["prepare_error"] = str(exc)
+    _emit(answer)
     try:
         while True:
             ready, _, _ = select.select([sys.stdin], [], [], args.ttl)
@@ -826,6 +832,7 @@ def register(subparsers):
     p = add("lock", cmd_lock, "hold the root's lock while stdin is open", lease=False)
     p.add_argument("--ttl", type=float, default=30.0, help="seconds without heartbeat to give up")
     p.add_argument("--holder")
+    p.add_argument("--prepare", metavar="ID", help="also run `prepare --id ID` once locked")
     for name, help_text, needs_id, locked, action, options in COMMANDS:
         p = add(name, _command(action, needs_id, locked), help_text, needs_id, lease=locked)
         for flag, kwargs in options:

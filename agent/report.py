@@ -41,7 +41,7 @@ def peak_rss_bytes():
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def facts(include_runtimes=True):
+def facts(include_runtimes=True, only=None):
     info = {"hostname": socket.gethostname(), "arch": platform.machine(),
             "os": "%s %s" % (platform.system(), platform.release()),
             "python": platform.python_version(), "python_executable": sys.executable,
@@ -54,7 +54,7 @@ def facts(include_runtimes=True):
         info["numpy"] = None
     if include_runtimes:
         from . import runtimes
-        info["runtimes"] = runtimes.installed()
+        info["runtimes"] = runtimes.installed(only)
     return info
 
 

@@ -94,6 +94,17 @@ def big_onnx(path: Path, smoke: bool) -> None:
     onnx.save(m, str(path))
 
 
+def build_bench_bundle(work: Path, smoke: bool) -> Path:
+    """`edgepack build` of big_onnx with the bench-fleet profile into work/dist (readable by the
+    devices' users): the ~20 MB bundle of the fleet benches."""
+    (work / "bench-fleet.yaml").write_text(PROFILE)
+    big_onnx(work / "fleetmodel.onnx", smoke)
+    p = common.run(edgepack_cmd() + ["build", work / "fleetmodel.onnx", "--profile", work / "bench-fleet.yaml",
+                                     "--out", work / "dist", "--force", "--json"], cwd=common.REPO).check()
+    os.chmod(work / "dist", 0o755)
+    return Path(json.loads(p.out)["bundle"])
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -167,12 +178,7 @@ def main(argv=None) -> int:
         fleet.start()
         res.note(f"{max(sizes)} sshd devices started in {time.perf_counter() - t0:.1f} s")
         # the bundle
-        (work / "bench-fleet.yaml").write_text(PROFILE)
-        big_onnx(work / "fleetmodel.onnx", a.smoke)
-        p = common.run(edgepack_cmd() + ["build", work / "fleetmodel.onnx", "--profile", work / "bench-fleet.yaml",
-                                         "--out", work / "dist", "--force", "--json"], cwd=common.REPO).check()
-        bundle = Path(json.loads(p.out)["bundle"])
-        os.chmod(work / "dist", 0o755)
+        bundle = build_bench_bundle(work, a.smoke)
         size = dir_bytes(bundle)
         rid = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
         sums = work / "bundle.sha256"

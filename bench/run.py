@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import common
 
-SCRIPTS = ["probe", "quant", "build", "fleet", "tune"]
+SCRIPTS = ["probe", "quant", "build", "fleet", "tune", "scale", "oci_layout"]
 FINDINGS = common.REPO / "bench" / "findings.md"
 
 

@@ -46,3 +46,17 @@ if [ "${EDGEPACK_SKIP_CHROMIUM_INSTALL:-0}" != "1" ] && ! command -v chromium >/
     echo "setup: chromium missing and cannot be installed here (need root + apt-get); the report's browser test will be skipped" >&2
   fi
 fi
+
+# Issue 12: the OCI tests start Debian's docker-registry (the CNCF distribution server) on
+# 127.0.0.1 and make htpasswd files with apache2-utils; the Ansible export tests run ansible-core.
+if [ "${EDGEPACK_SKIP_REGISTRY_INSTALL:-0}" != "1" ] && ! command -v docker-registry >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends docker-registry apache2-utils >/dev/null
+    (service docker-registry stop || true) >/dev/null 2>&1  # the tests start their own
+  else
+    echo "setup: docker-registry missing and cannot be installed here; OCI tests will be skipped" >&2
+  fi
+fi
+PYTHON="$PY" bash bench/setup_ansible.sh >/dev/null || echo "setup: ansible-core did not install; export tests will be skipped" >&2

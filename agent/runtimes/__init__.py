@@ -68,10 +68,13 @@ def load_timed(name, model_path, settings):
     return rt, time.perf_counter() - t0
 
 
-def installed():
-    """Which known runtimes this machine can run, with versions and providers/delegates/devices."""
+def installed(only=None):
+    """Which known runtimes this machine can run, with versions and providers/delegates/devices
+    (`only`: probe just these names; importing every runtime can take seconds where torch is)."""
     found = {}
     for name in REGISTRY:
+        if only is not None and name not in only:
+            continue
         info = runtime_class(name).installed_info()
         if info is not None:
             found[name] = info

@@ -102,7 +102,8 @@ def _device_command(action: str):
 def register(app: typer.Typer) -> None:
     @app.command()
     def push(
-        bundle: Path = typer.Argument(..., help="bundle folder (or .tar.gz) from `edgepack build`"),
+        bundle: Optional[Path] = typer.Argument(None, help="bundle folder (or .tar.gz) from "
+                                                           "`edgepack build` (or --from REF)"),
         inventory: Path = typer.Option(..., "--inventory", "-i", help=INVENTORY_HELP),
         limit: Optional[str] = typer.Option(None, "--limit", "-l", help=LIMIT_HELP),
         forks: int = typer.Option(16, "--forks", "-f", help="devices at once"),
@@ -128,6 +129,14 @@ def register(app: typer.Typer) -> None:
         reports: Path = typer.Option(Path("edgepack-reports"), "--reports",
                                      help="where each device's report is stored (per host)"),
         as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
+        from_ref: Optional[str] = typer.Option(None, "--from", help="REGISTRY/REPO:TAG: devices "
+                                               "pull it from the registry (docs/SCALE.md)"),
+        plain_http: bool = typer.Option(False, "--plain-http", help="with --from: the registry "
+                                        "speaks HTTP, not TLS"),
+        ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="with --from: the "
+                                               "registry's CA on this host"),
+        credentials: Optional[Path] = typer.Option(None, "--credentials", help="with --from: "
+                                                   "Docker-style config.json on this host"),
     ):
         """Push a bundle to devices: stage, verify, self-test, activate only on a pass."""
         from ..fleet import push as push_bundle
@@ -139,6 +148,12 @@ def register(app: typer.Typer) -> None:
                         selftest_timeout=selftest_timeout, reports_dir=str(reports),
                         command_timeout=command_timeout, force_compat=force_compat,
                         retest=retest)
+        if from_ref is not None or bundle is None:
+            from ..fleet import push_from
+            from .publish import pull_options
+
+            popts = pull_options(bundle, from_ref, plain_http, ca_file, credentials)
+            _emit(live.fleet_run("push", as_json, push_from, from_ref, hosts, opts, popts), as_json)
         _emit(live.fleet_run("push", as_json, push_bundle, str(bundle), hosts, opts), as_json)
 
     for action, doc in (("status", "What is current on each device, its last verdict and p50 latency."),

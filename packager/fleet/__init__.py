@@ -17,6 +17,7 @@ from packager.fleet.inventory import load as load_inventory
 from packager.fleet.inventory import parse as parse_inventory
 from packager.fleet.manage import rollback, status
 from packager.fleet.options import FleetOptions
+from packager.fleet.pull import PullOptions, push_from
 from packager.fleet.remote import Device, DeviceRefused
 from packager.fleet.results import DeviceResult, FleetResult
 from packager.fleet.rollout import push
@@ -26,5 +27,5 @@ from packager.fleet.transports.ssh import SSHTransport
 
 __all__ = ["Bundle", "CommandTimeout", "Device", "DeviceRefused", "DeviceResult", "FleetOptions",
            "FleetResult", "Host", "HostKeyError", "Inventory", "LocalTransport", "SSHTransport",
-           "Transport", "TransportError", "load_inventory", "open_bundle", "parse_inventory",
-           "push", "rollback", "status"]
+           "PullOptions", "Transport", "TransportError", "load_inventory", "open_bundle",
+           "parse_inventory", "push", "push_from", "rollback", "status"]

@@ -1,7 +1,10 @@
 """One device over one transport: agent/device.py's commands, their JSON answers, the lock.
 
-device.py is sent with every command (`python3 -B -c SOURCE COMMAND --root ROOT ...`), so a
-device needs nothing of edgepack installed; each command prints one JSON object
+A device needs nothing of edgepack installed: device.py travels as `python3 -B -c SOURCE COMMAND
+--root ROOT ...` the first time, and that run keeps a copy at `<root>/.agent/device-<sha256>.py`.
+Every later command sends only a short stub that runs the kept copy after checking its sha256
+(`device_stub`); when the copy is missing or differs, the stub answers `agent_missing` (exit 97)
+and the command is sent again with the whole source. Each command prints one JSON object
 (`{"ok": true, ...}` or `{"ok": false, "error": ...}`) as its last line. `session()` is the
 connect -> lock -> ... -> unlock -> close frame every fleet command runs a device in.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import getpass
+import hashlib
 import importlib.util
 import json
 import os
@@ -29,6 +33,10 @@ LEASE_TTL_SECONDS = 30.0
 DEVICE_COMMAND_TIMEOUT = 300.0
 
 _DEVICE_SRC: Optional[str] = None
+_DEVICE_DIGEST: Optional[str] = None
+AGENT_MISSING_RC = 97  # the stub's exit code when <root>/.agent holds no copy with the right hash
+# What runs once `s` (device.py's bytes) and `p` (its file name) are defined: device.py's main().
+RUN_DEVICE = "exec(compile(s,p,'exec'),{'__name__':'__main__','__file__':p})"
 
 
 class DeviceRefused(EdgepackError):
@@ -37,20 +45,70 @@ class DeviceRefused(EdgepackError):
     exit_code = EXIT_CHECK_FAILED
 
 
-def device_source() -> str:
-    """agent/device.py, sent as `python3 -c SOURCE` (zlib + base64): works before any bundle is on the device."""
+def _device_bytes() -> bytes:
+    spec = importlib.util.find_spec("agent.device")
+    if spec is None or not spec.origin:
+        raise EdgepackError("agent/device.py not found next to the packager",
+                            hint="reinstall edgepack")
+    with open(spec.origin, "rb") as f:
+        return f.read()
+
+
+def device_digest() -> str:
+    """sha256 of agent/device.py: the name of its kept copy on a device."""
+    global _DEVICE_DIGEST
+    if _DEVICE_DIGEST is None:
+        _DEVICE_DIGEST = hashlib.sha256(_device_bytes()).hexdigest()
+    return _DEVICE_DIGEST
+
+
+def device_source(root: Optional[str] = None, then: str = RUN_DEVICE) -> str:
+    """agent/device.py, sent as `python3 -c SOURCE` (zlib + base64): works before any bundle is on
+    the device. With `root`, the run also keeps a copy under <root>/.agent/ for `device_stub`
+    (written to a temp name and renamed; copies of other versions beyond the 3 newest removed)."""
     global _DEVICE_SRC
     if _DEVICE_SRC is None:
-        spec = importlib.util.find_spec("agent.device")
-        if spec is None or not spec.origin:
-            raise EdgepackError("agent/device.py not found next to the packager",
-                                hint="reinstall edgepack")
-        with open(spec.origin, "rb") as f:
-            packed = base64.b64encode(zlib.compress(f.read(), 9)).decode("ascii")
-        # Compressed: this line travels with every device command (29 kB -> 11 kB).
-        _DEVICE_SRC = ("import base64,zlib;exec(compile(zlib.decompress(base64.b64decode('%s')),"
-                       "'agent/device.py','exec'))" % packed)
-    return _DEVICE_SRC
+        packed = base64.b64encode(zlib.compress(_device_bytes(), 9)).decode("ascii")
+        # Compressed: 29 kB -> 11 kB.
+        _DEVICE_SRC = ("import base64,zlib;s=zlib.decompress(base64.b64decode('%s'))\n"
+                       "p='agent/device.py'\n" % packed)
+    if root is None:
+        return _DEVICE_SRC + then
+    keep = (
+        "def _keep(s, root, name):\n"
+        " import os\n"
+        " try:\n"
+        "  d = os.path.join(os.path.expanduser(root), '.agent')\n"
+        "  os.makedirs(d, 0o755, exist_ok=True)\n"
+        "  t = os.path.join(d, '.%d.tmp' % os.getpid())\n"
+        "  with open(t, 'wb') as f:\n"
+        "   f.write(s)\n"
+        "  os.chmod(t, 0o444)\n"
+        "  os.replace(t, os.path.join(d, name))\n"
+        "  old = sorted((n for n in os.listdir(d) if n.startswith('device-') and n != name),\n"
+        "               key=lambda n: os.path.getmtime(os.path.join(d, n)))\n"
+        "  for n in old[:-2]:\n"
+        "   os.unlink(os.path.join(d, n))\n"
+        " except OSError:\n"
+        "  pass\n")
+    return (_DEVICE_SRC + keep + "_keep(s, %r, %r)\n" % (root, "device-%s.py" % device_digest())
+            + then)
+
+
+def device_stub(root: str, then: str = RUN_DEVICE) -> str:
+    """The short `python3 -c` line that runs the copy kept under <root>/.agent/ once its sha256
+    matches (else: `{"ok": false, "agent_missing": true}`, exit 97)."""
+    digest = device_digest()
+    return ("import hashlib,os,sys\n"
+            "p=os.path.join(os.path.expanduser(%r),'.agent','device-%s.py')\n"
+            "try:\n with open(p,'rb') as f:s=f.read()\nexcept OSError:s=b''\n"
+            "if hashlib.sha256(s).hexdigest()!='%s':\n"
+            " sys.stdout.write('{\"ok\": false, \"agent_missing\": true}\\n');sys.exit(%d)\n"
+            "%s" % (root, digest, digest, AGENT_MISSING_RC, then))
+
+
+def agent_missing(rc: int, answer) -> bool:
+    return rc == AGENT_MISSING_RC and isinstance(answer, dict) and bool(answer.get("agent_missing"))
 
 
 def holder_name() -> str:
@@ -67,10 +125,13 @@ class Device:
         self._lease_proc = None
         self._stop = threading.Event()
         self._beat: Optional[threading.Thread] = None
+        self.agent_sent = 0  # commands that had to carry the whole device.py (its copy was missing)
+        self.prepared: Optional[dict] = None  # `lock --prepare`'s answer
+        self.prepare_error: Optional[str] = None
 
-    def argv(self, command: str, *args: str) -> list:
-        return self.host.python + ["-B", "-c", device_source(), command, "--root", self.root] + \
-            list(args)
+    def argv(self, command: str, *args: str, full: bool = False) -> list:
+        code = device_source(self.root) if full else device_stub(self.root)
+        return self.host.python + ["-B", "-c", code, command, "--root", self.root] + list(args)
 
     def call(self, command: str, *args: str, timeout: Optional[float] = None,
              lease: bool = True, interruptible: bool = True) -> dict:
@@ -102,12 +163,19 @@ class Device:
         if lease and self.lease_token:
             args += ("--lease", self.lease_token)
         r = self.t.run(self.argv(command, *args), timeout=timeout, interruptible=interruptible)
-        return r, last_json(r.stdout)
+        data = last_json(r.stdout)
+        if agent_missing(r.rc, data):  # the device's copy of device.py is missing or differs
+            self.agent_sent += 1
+            r = self.t.run(self.argv(command, *args, full=True), timeout=timeout, interruptible=interruptible)
+            data = last_json(r.stdout)
+        return r, data
 
-    def facts(self, stage: str) -> dict:
-        """`python3 -m agent facts --json` from the stage: Python, arch, numpy, runtimes."""
-        r = self.t.run(self.host.python + ["-B", "-m", "agent", "facts", "--json"], cwd=stage,
-                       timeout=min(120.0, self.timeout))
+    def facts(self, stage: str, runtime: Optional[str] = None) -> dict:
+        """`python3 -m agent facts --json` from the stage: Python, arch, numpy, runtimes (with
+        `runtime`, only that one is probed: importing every runtime can take seconds)."""
+        extra = ["--runtime", runtime] if runtime else []
+        r = self.t.run(self.host.python + ["-B", "-m", "agent", "facts", "--json"] + extra,
+                       cwd=stage, timeout=min(120.0, self.timeout))
         try:
             facts = json.loads(r.stdout)
         except ValueError:
@@ -119,20 +187,19 @@ class Device:
         return facts
 
     # -- the lock: held while the channel lives and heartbeats arrive
-    def lock(self, ttl: float = LEASE_TTL_SECONDS):
-        proc = self.t.start(self.argv("lock", "--ttl", str(ttl), "--holder", holder_name()))
+    def lock(self, ttl: float = LEASE_TTL_SECONDS, prepare: Optional[str] = None):
+        """Take the device lock (and with `prepare`, run `prepare --id` in the same process:
+        its answer in `self.prepared`, its refusal in `self.prepare_error`)."""
+        argv = ("lock", "--ttl", str(ttl), "--holder", holder_name()) + \
+            (("--prepare", prepare) if prepare else ())
         wait_s = min(60.0, self.timeout)
-        line, deadline = "", time.monotonic() + wait_s
-        while not line.endswith("\n"):  # in slices, to see Ctrl-C; what came is kept
-            if self.t.cancelled():
-                proc.kill()
-                proc.close()
-                raise interrupted_error(self.host.name, "the lock command was ended")
-            exited = proc.finished()  # read once more after it exited: its answer may be there
-            line += proc.readline(timeout=0.5)
-            if exited or time.monotonic() > deadline:
-                break
-        data = last_json(line)
+        proc = self.t.start(self.argv(*argv))
+        data = self._lock_answer(proc, wait_s)
+        if data is not None and data.get("agent_missing"):
+            proc.close()
+            self.agent_sent += 1
+            proc = self.t.start(self.argv(*argv, full=True))
+            data = self._lock_answer(proc, wait_s)
         if data is None:
             err = proc.stderr_tail()
             hung = not proc.finished()
@@ -151,9 +218,24 @@ class Device:
             raise DeviceRefused(f"{self.host.name}: {data.get('error')}",
                                 hint="wait for the other push to finish, then retry")
         self.lease_token, self.root, self._lease_proc = data["token"], data["root"], proc
+        self.prepared, self.prepare_error = data.get("prepared"), data.get("prepare_error")
         self._beat = threading.Thread(target=self._heartbeat, args=(ttl,), daemon=True)
         self._beat.start()
         return data
+
+    def _lock_answer(self, proc, wait_s: float):
+        """The lock command's first line, read in slices so Ctrl-C is seen; what came is kept."""
+        line, deadline = "", time.monotonic() + wait_s
+        while not line.endswith("\n"):
+            if self.t.cancelled():
+                proc.kill()
+                proc.close()
+                raise interrupted_error(self.host.name, "the lock command was ended")
+            exited = proc.finished()  # read once more after it exited: its answer may be there
+            line += proc.readline(timeout=0.5)
+            if exited or time.monotonic() > deadline:
+                break
+        return last_json(line)
 
     def _heartbeat(self, ttl: float):
         interval = min(HEARTBEAT_SECONDS, ttl / 3)
@@ -176,9 +258,10 @@ class Device:
 
 @contextmanager
 def session(host: Host, connect: Callable[[Host], Transport], res: DeviceResult, lock: bool,
-            timeout: float = DEVICE_COMMAND_TIMEOUT, cancel=None):
-    """Connect (and take the device lock): the Device; unlocked and disconnected on the way out,
-    whatever happens. `res.step` says how far it got; `cancel` (Ctrl-C) ends its commands."""
+            timeout: float = DEVICE_COMMAND_TIMEOUT, cancel=None, prepare: Optional[str] = None):
+    """Connect (and take the device lock; with `prepare`, prepare that release under it in the
+    same round trip): the Device; unlocked and disconnected on the way out, whatever happens.
+    `res.step` says how far it got; `cancel` (Ctrl-C) ends its commands."""
     res.at("connect")
     t = connect(host)
     t.cancel = cancel
@@ -186,7 +269,7 @@ def session(host: Host, connect: Callable[[Host], Transport], res: DeviceResult,
         dev = Device(host, t, timeout)
         if lock:
             res.at("lock")
-            dev.lock()
+            dev.lock(prepare=prepare)
         try:
             yield dev
         finally:

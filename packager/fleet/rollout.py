@@ -38,21 +38,7 @@ def push(bundle_path: str, hosts: list, opts: FleetOptions,
     board = progress.board("push", [h.name for h in hosts])
     try:
         one = lambda h: push_one(h, bundle, opts, connect, cancel)  # noqa: E731
-        canary, rest = hosts[:opts.canary], hosts[opts.canary:]
-        results = fan_out(canary, one, opts.forks, cancel=cancel, board=board)
-        interrupted = results.interrupted
-        failed_canary = [r.host for r in results if not r.ok]
-        if failed_canary or interrupted:
-            halted = "interrupted (Ctrl-C)" if interrupted else (
-                f"canary failed on {', '.join(failed_canary)}: the rest of the fleet was not "
-                "touched")
-            results += [DeviceResult.skipped(h.name, halted) for h in rest]
-        else:
-            policy = MaxFail(opts.max_fail, len(hosts), results)
-            more = fan_out(rest, one, opts.forks, policy, cancel, board)
-            results += more
-            interrupted = more.interrupted
-            halted = "interrupted (Ctrl-C)" if interrupted else policy.reason
+        results, halted, interrupted = waves(hosts, one, opts, cancel, board)
         out = FleetResult("push", list(results), bundle.summary(), halted,
                           time.monotonic() - started, interrupted=interrupted)
         store_result(opts, out)
@@ -60,6 +46,26 @@ def push(bundle_path: str, hosts: list, opts: FleetOptions,
     finally:
         board.close()
         bundle.cleanup()
+
+
+def waves(hosts: list, one: Callable[[Host], DeviceResult], opts: FleetOptions,
+          cancel: Optional[threading.Event] = None, board=None):
+    """The rollout policy around any per-device flow (push, push --from): the canary first; if it
+    failed (or Ctrl-C), the rest are skipped; else the rest under --max-fail.
+    (results, halted reason, interrupted)."""
+    cancel = cancel if cancel is not None else threading.Event()
+    canary, rest = hosts[:opts.canary], hosts[opts.canary:]
+    results = fan_out(canary, one, opts.forks, cancel=cancel, board=board)
+    interrupted = results.interrupted
+    failed_canary = [r.host for r in results if not r.ok]
+    if failed_canary or interrupted:
+        halted = "interrupted (Ctrl-C)" if interrupted else (
+            f"canary failed on {', '.join(failed_canary)}: the rest of the fleet was not touched")
+        return list(results) + [DeviceResult.skipped(h.name, halted) for h in rest], halted, interrupted
+    policy = MaxFail(opts.max_fail, len(hosts), results)
+    more = fan_out(rest, one, opts.forks, policy, cancel, board)
+    interrupted = more.interrupted
+    return list(results) + list(more), ("interrupted (Ctrl-C)" if interrupted else policy.reason), interrupted
 
 
 class MaxFail(Admission):
@@ -96,7 +102,7 @@ def push_one(host: Host, bundle: Bundle, opts: FleetOptions, connect: Connect,
     with recording(res):
         check_host(host, bundle)
         with session(host, connect, res, lock=True, timeout=opts.command_timeout,
-                     cancel=cancel) as dev:
+                     cancel=cancel, prepare=bundle.release_id) as dev:
             _deliver(dev, bundle, opts, connect, res)
     return res
 
@@ -139,7 +145,9 @@ def _deliver(dev: Device, bundle: Bundle, opts: FleetOptions, connect: Connect,
     res.facts.pop("ok", None)
     check_facts(host, bundle, res.facts, opts, res)
     res.at("prepare")
-    info = dev.call("prepare", "--id", rid)
+    if dev.prepare_error:
+        raise DeviceRefused(f"{host.name}: {dev.prepare_error}")
+    info = dev.prepared if dev.prepared is not None else dev.call("prepare", "--id", rid)
     res.current, res.previous = info.get("current"), info.get("previous")
     if info.get("unchanged"):
         if opts.retest:
@@ -158,7 +166,7 @@ def _deliver(dev: Device, bundle: Bundle, opts: FleetOptions, connect: Connect,
         need = plan["need"]
         _upload(t, bundle, stage, [f for f in need if f.startswith("agent/")], res)
         res.at("facts")  # the agent's facts add providers / delegates: before the model
-        res.facts = {**res.facts, **dev.facts(stage)}
+        res.facts = {**res.facts, **dev.facts(stage, bundle.manifest.get("runtime"))}
         check_facts(host, bundle, res.facts, opts, res)
         res.at("upload")
         _upload(t, bundle, stage, [f for f in need if not f.startswith("agent/")], res)

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from fleet_harness import Fleet, _skip_reason, build_bundle, derive
+from fleet_fixtures import loopback_fleet
+from fleet_harness import build_bundle, derive
 
 
 @pytest.fixture(scope="session")
 def fleet():
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    base = Path(tempfile.mkdtemp(prefix="edgepack-fleet-"))
-    f = Fleet(base, int(os.environ.get("EDGEPACK_TEST_DEVICES", "8")))
-    try:
-        f.start()
-    except Exception as exc:
-        f.stop()
-        pytest.skip(f"could not start the loopback fleet: {exc}")
-    yield f
-    f.stop()
+    yield from loopback_fleet(int(os.environ.get("EDGEPACK_TEST_DEVICES", "8")), "edgepack-fleet-")
 
 
 

@@ -259,14 +259,14 @@ class _SSHProcess(Process):
         with ssh_errors(self.owner, "reading from the device failed"):
             while b"\n" not in self.buf:
                 left = deadline - time.monotonic()
-                if left <= 0 or self.chan.closed:
+                if left <= 0:
                     break
-                if self.chan.recv_ready():
-                    data = self.chan.recv(65536)
+                if self.chan.recv_ready():  # before `closed`: a command that exits at once
+                    data = self.chan.recv(65536)  # leaves its output buffered in a closed channel
                     if not data:
                         break
                     self.buf += data
-                elif self.chan.exit_status_ready() and not self.chan.recv_ready():
+                elif self.chan.closed or self.chan.exit_status_ready():
                     break
                 else:
                     select.select([self.chan], [], [], min(left, 0.05))
