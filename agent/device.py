@@ -721,9 +721,14 @@ def cmd_lock(args):
         return 1
     answer = {"ok": True, "token": token, "root": root, "home": os.path.expanduser("~"),
               "python": sys.version.split()[0]}
-    if getattr(args, "prepare", None):  # `prepare` in the same process: one round trip less
+    if getattr(args, "prepare", None):
+        # An unchanged re-push ends here, in one round trip: `prepare` in the same process when the
+        # release is already current. A new release is prepared later, after the host has checked
+        # the device's facts (nothing is made on a device that cannot run the bundle).
         try:
-            answer["prepared"] = prepare(root, _valid_id(args.prepare))
+            rid = _valid_id(args.prepare)
+            if _link_target_id(root, "current") == rid:
+                answer["prepared"] = prepare(root, rid)
         except (DeviceError, OSError) as exc:
             answer["prepare_error"] = str(exc)
     _emit(answer)
@@ -832,7 +837,7 @@ def register(subparsers):
     p = add("lock", cmd_lock, "hold the root's lock while stdin is open", lease=False)
     p.add_argument("--ttl", type=float, default=30.0, help="seconds without heartbeat to give up")
     p.add_argument("--holder")
-    p.add_argument("--prepare", metavar="ID", help="also run `prepare --id ID` once locked")
+    p.add_argument("--prepare", metavar="ID", help="also run `prepare --id ID` once locked, if ID is current")
     for name, help_text, needs_id, locked, action, options in COMMANDS:
         p = add(name, _command(action, needs_id, locked), help_text, needs_id, lease=locked)
         for flag, kwargs in options:

@@ -140,14 +140,16 @@ def _deliver(dev: Device, bundle: Bundle, opts: FleetOptions, connect: Connect,
     under the lock. Any failure after prepare removes the stage (`current` is never touched
     before activate)."""
     host, t, rid = dev.host, dev.t, bundle.release_id
-    res.at("facts")  # before anything is sent: device.py's own facts (stdlib)
-    res.facts = dev.call("device-facts", lease=False)
-    res.facts.pop("ok", None)
-    check_facts(host, bundle, res.facts, opts, res)
-    res.at("prepare")
     if dev.prepare_error:
         raise DeviceRefused(f"{host.name}: {dev.prepare_error}")
-    info = dev.prepared if dev.prepared is not None else dev.call("prepare", "--id", rid)
+    info = dev.prepared   # the lock prepared it in the same round trip only if it is already current
+    if info is None:
+        res.at("facts")  # before anything is sent or made: device.py's own facts (stdlib)
+        res.facts = dev.call("device-facts", lease=False)
+        res.facts.pop("ok", None)
+        check_facts(host, bundle, res.facts, opts, res)
+        res.at("prepare")
+        info = dev.call("prepare", "--id", rid)
     res.current, res.previous = info.get("current"), info.get("previous")
     if info.get("unchanged"):
         if opts.retest:

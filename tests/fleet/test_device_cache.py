@@ -16,9 +16,9 @@ class CountingTransport(LocalTransport):
         super().__init__("local")
         self.lines = []
 
-    def run(self, argv, timeout=600.0, cwd=None):
+    def run(self, argv, timeout=600.0, cwd=None, **kw):
         self.lines.append(sum(len(str(a)) + 1 for a in argv))
-        return super().run(argv, timeout, cwd)
+        return super().run(argv, timeout, cwd, **kw)
 
 
 def _host(root: Path):
