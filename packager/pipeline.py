@@ -12,10 +12,10 @@ from pathlib import Path
 from agent.manifest import sha256_file
 
 from . import bundle, data, formats, hostbench, layout, passes, profiles, routes, sources
-from . import parity as host_parity
 from .errors import SourceError, UsageError, short
 from .formats.base import BuildContext
 from .manifest import build_manifest, conversion_section
+from .quant import recover
 from .specs import TensorSpec, parse_input_shapes
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class BuildOptions:
     force: bool = False
     command: str | None = None
     torchscript_mode: str | None = None     # auto | trace | script (TorchScript targets)
+    diagnose: bool = False                  # keep the per-tensor table in the manifest (edgepack diagnose)
 
 
 @dataclass
@@ -148,20 +149,16 @@ def build(opts: BuildOptions) -> BuildResult:
         if calib is not None:
             calib = [layout.to_model_layout(x, changes) for x in calib]
         float_art = art
-        art = backend.quantize(art, plan, calib, ctx.folder("quantize"), prof)
-        warnings.extend(w for w in art.warnings if w not in warnings)
-
         # The vectors and the converted model take inputs in the model's layout (NHWC for a
         # channels-last TF-Lite model); the outputs stay the ORIGINAL model's.
         model_inputs = [layout.to_model_layout(x, changes) for x in ref_inputs]
-        log.info("host parity on %d samples", len(ref_inputs))
-        thresholds = prof.thresholds()
         settings = backend.runtime_settings(prof)
-        host_rt = host_parity.load_on_host(art, settings)
-        converted = host_parity.run_artifact(art, model_inputs, settings, rt=host_rt)
-        par = host_parity.check(ref_outputs, converted, thresholds, prof.name)
-        host_parity.raise_if_failed(par, f"{src.name} -> {backend.format.value} {prof.precision} "
-                                         f"(profile {prof.name})")
+        log.info("%s and host parity on %d samples", plan.precision, len(ref_inputs))
+        done = recover.run(backend, art, plan, calib, ctx.folder("quantize"), prof, model_inputs, ref_outputs,
+                           settings, label=f"{src.name} -> {backend.format.value} {prof.precision} "
+                                           f"(profile {prof.name})", diagnose=opts.diagnose)
+        art, par, host_rt, thresholds = done.artifact, done.parity, done.runtime, done.thresholds
+        warnings.extend(w for w in art.warnings if w not in warnings)
 
         quant = dict(art.info) if plan.precision != "fp32" else {}
         if plan.precision == "int8":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import build, fleet, output, profiles, selftest
+from . import build, diagnose, fleet, output, profiles, selftest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -21,7 +21,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks and
     output.setup_logging(debug, quiet)
 
 
-for _group in (profiles, build, selftest, fleet):
+for _group in (profiles, build, diagnose, selftest, fleet):
     _group.register(app)
 
 

@@ -45,6 +45,24 @@ class OnnxBackend(Backend):
 
         return quantize.run(art, plan, calibration, workdir)
 
+    def recipes(self, plan: QuantPlan, art: Artifact, profile) -> list[QuantPlan]:
+        from . import quantize
+
+        return quantize.recipes(plan, art, profile.quantization)
+
+    def classifier_outputs(self, art: Artifact) -> set[str]:
+        from ...quant import onnx_tensors
+
+        return onnx_tensors.softmax_outputs(art.path)
+
+    def tensor_errors(self, reference: Artifact, candidate: Artifact, samples, workdir: Path):
+        from ...quant import onnx_tensors
+        from . import quantize
+
+        pre = quantize.prepared_path(reference, workdir)   # the graph the int8 quantizer was given
+        ref = pre if candidate.precision == "int8" and pre.is_file() else reference.path
+        return onnx_tensors.compare(ref, candidate.path, samples, workdir, candidate.info.get("op_types"))
+
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         art = io.read(path, precision)
         return carry_io(art, like) if like is not None else art

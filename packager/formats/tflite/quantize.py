@@ -14,6 +14,7 @@ compiler did NOT run.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
                     calibration_samples=len(calibration or []))
     else:
         raise ConversionError(f"unknown int8 mode '{mode}' for TF-Lite", "use int8-dynamic or int8-static")
+    for name in plan.float_nodes:   # the recovery's fallbacks: ops named by their output tensor
+        qz.update_quantization_recipe(regex=f"^{re.escape(name)}$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                      algorithm_key=AlgorithmName.NO_QUANTIZE)
+    if plan.float_nodes:
+        info["float_nodes"] = list(plan.float_nodes)
     try:
         with quiet_stdout():
             cal = None
@@ -70,7 +76,8 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
                 samples = [{n: np.asarray(s[n], dtype=ins[n]["dtype"]) for n in ins} for s in calibration]
                 cal = qz.calibrate({key: samples})
             result = qz.quantize(cal)
-            out = workdir / f"model.{precision}{'-' + mode if mode else ''}.tflite"
+            tag = f"-{len(plan.float_nodes)}f" if plan.float_nodes else ""
+            out = workdir / f"model.{precision}{'-' + mode if mode else ''}{tag}.tflite"
             result.export_model(str(out), overwrite=True)
     except ConversionError:
         raise
