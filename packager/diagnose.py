@@ -42,6 +42,8 @@ def diagnose(opts) -> dict:
         m = result.manifest
         q = m.get("quantization") or {}
         details = {"host_parity": m["host_parity"], "attempts": q.get("attempts") or [],
+                   "search_seconds": q.get("search_seconds"), "recipe": q.get("recipe_label"),
+                   "float_nodes": q.get("float_nodes") or [], "fallback_cost": q.get("fallback_cost"),
                    "diagnosis": q.get("diagnosis") or _not_covered(m)}
         return _result(True, details, opts, precision=m["precision"], fmt=m["format"])
 
@@ -127,6 +129,7 @@ def diagnose_bundle(bundle_dir: Path) -> dict:
     return {"bundle": str(bundle_dir), "source": (m.get("provenance") or {}).get("source", {}).get("ref"),
             "profile": m["profile"]["name"], "parity_passed": (m.get("host_parity") or {}).get("passed"),
             "host_parity": m.get("host_parity"), "attempts": q.get("attempts") or [],
+            "recipe": q.get("recipe_label"), "float_nodes": q.get("float_nodes") or [],
             "diagnosis": q.get("diagnosis") or {"covered": False, "note": f"{why}: the per-tensor table needs the "
                                                                            "float model; showing what the build recorded"},
             "precision": m["precision"], "format": m["format"]}

@@ -56,7 +56,7 @@ class Quantization:
     op_types: Union[Literal["auto"], tuple[str, ...]] = "auto"   # auto: every op, then Conv/MatMul/Gemm only
     max_fallbacks: int = field(default=16, metadata={"min": 0, "hint": "0 = never leave a node in float"})
     max_attempts: int = field(default=10, metadata={"min": 1})
-    search_seconds: float = field(default=240.0, metadata={"gt": 0})
+    search_seconds: float = field(default=900.0, metadata={"gt": 0})
 
 
 _COS = {"min": -1.0, "max": 1.0, "hint": "a cosine similarity: at most 1.0 (null = not checked)"}

@@ -100,7 +100,7 @@ def recipe_lines(quant: dict) -> list[str]:
     attempts = quant.get("attempts") or []
     lines = []
     if len(attempts) > 1 or quant.get("float_nodes"):
-        lines.append(f"recipes  {len(attempts)} measured in {quant.get('search_seconds', 0):.1f} s:")
+        lines.append(f"recipes  {len(attempts)} measured in {quant.get('search_seconds') or 0:.1f} s:")
         rows = []
         for i, a in enumerate(attempts, 1):
             result = "skipped" if "skipped" in a else "pass" if a.get("passed") else "fail"

@@ -49,9 +49,7 @@ def render(r: dict, all_rows: bool = False) -> str:
 
     lines = [f"source   {r.get('source')}  profile {r.get('profile')}"
              + (f"  bundle {r['bundle']}" if r.get("bundle") else "")]
-    lines += recipe_lines({"attempts": r.get("attempts") or [], "search_seconds": 0.0,
-                           "float_nodes": (r.get("attempts") or [{}])[-1].get("recipe", {}).get("float_nodes")
-                           if r.get("parity_passed") else None})
+    lines += recipe_lines(r)
     d = r.get("diagnosis") or {}
     if not d.get("covered"):
         lines.append(f"tensors  not compared: {d.get('note', 'no per-tensor comparison')}")
@@ -65,9 +63,10 @@ def render(r: dict, all_rows: bool = False) -> str:
             lines.append(f"first    {describe(first)} ({first.get('why', '')})")
         rows = d.get("rows") or []
         keep = rows if all_rows else _interesting(rows, first)
-        lines.append(table([[r_["node"], r_["op"], r_["tensor"], f"{r_['sqnr_db']:g}",
-                             f"{r_['effective_sqnr_db']:g}", "-" if r_["drop_db"] is None else f"{r_['drop_db']:g}",
-                             f"{r_['cosine']:.5f}"] for r_ in keep],
+        lines.append(table([[_short(r_["node"]), r_["op"], "=" if r_["tensor"] == r_["node"] else _short(r_["tensor"]),
+                             f"{r_['sqnr_db']:g}", f"{r_['effective_sqnr_db']:g}",
+                             "-" if r_["drop_db"] is None else f"{r_['drop_db']:g}", f"{r_['cosine']:.5f}"]
+                            for r_ in keep],
                            ["NODE", "OP", "TENSOR", "SQNR_DB", "WORST_DB", "DROP_DB", "COSINE"]))
         if not all_rows and len(rows) > len(keep):
             lines.append(f"         ({len(rows) - len(keep)} more tensors: --all or --json)")
@@ -75,6 +74,11 @@ def render(r: dict, all_rows: bool = False) -> str:
         lines.append("outputs  (original vs converted):")
         lines.append(parity_table(r["host_parity"]))
     return "\n".join(lines)
+
+
+def _short(name: str, width: int = 48) -> str:
+    """Converters write very long tensor names (litert-torch: the module path, ';'-joined): keep the end."""
+    return name if len(name) <= width else "..." + name[-(width - 3):]
 
 
 def _interesting(rows: list[dict], first: dict | None) -> list[dict]:

@@ -140,6 +140,8 @@ class _Search:
                     if owners:
                         cap["first"]["quantized_as"] = sorted(owners)
                 cap["seconds"] = round(time.perf_counter() - t0, 2)
+                log.info("per-tensor comparison of %s: %d tensors, %d samples, %.1f s", recipes.label(trial.plan),
+                         len(cap["rows"]), cap["samples"], cap["seconds"])
                 log.debug("per-tensor table of %s (%s, %d tensors, %.1f s): %s", recipes.label(trial.plan),
                           cap["kind"], len(cap["rows"]), cap["seconds"], cap["rows"])
             self.tables[key] = cap
@@ -294,8 +296,8 @@ def _diagnosis(s: _Search, trial: Trial) -> dict:
 
 def _fail(s: _Search, best: Trial | None, label: str, skipped: list, plan) -> None:
     tried = "; ".join(f"{a['label']}: " + (f"{a['score']:.4f}" if "score" in a else a.get("error", "error"))
-                      for a in s.attempts)
-    details = {"attempts": s.attempts + skipped}
+                      for a in s.attempts if "skipped" not in a)
+    details = {"attempts": s.attempts + skipped, "search_seconds": round(s.elapsed(), 2)}
     if best is None:
         raise ConversionError(f"no {plan.precision} recipe produced a model that runs for {label}: {tried}",
                               "try another precision (--precision fp16 / fp32) or --format") from None
@@ -306,7 +308,7 @@ def _fail(s: _Search, best: Trial | None, label: str, skipped: list, plan) -> No
         if diag.get("covered"):
             where = f"first diverging tensor: {tensors.describe(diag['first_diverging'])} | "
     details["host_parity"] = best.parity
-    n = len(s.attempts)
+    n = len([a for a in s.attempts if "skipped" not in a])
     tries = f" | {n} recipe{'s' if n != 1 else ''} tried ({tried})" if plan.precision != "fp32" else ""
     raise host_parity.ParityFailed(
         f"host parity failed for {label}: {where}{host_parity.failure_line(best.parity)}{tries}",

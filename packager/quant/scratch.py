@@ -7,7 +7,8 @@ logger ("Please consider to run pre-processing ...", "Expected bias ... to be an
 `print`. Inside `sandbox(workdir)`:
 - the current directory is a fresh folder under the build's own temp folder (removed after);
 - records logged straight to the root logger (what those tools do) and Python warnings go to
-  edgepack's log at DEBUG (seen with --debug only); stdout prints too;
+  edgepack's log at DEBUG (seen with --debug only); so do their prints on stdout and their
+  progress bars on sys.stderr (edgepack's own log handler keeps the real stderr);
 - onnxruntime's own C++ logger is set to errors only.
 """
 from __future__ import annotations
@@ -58,7 +59,8 @@ def sandbox(workdir: Path):
     caught: list = []
     os.chdir(scratch)
     try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(out):
             warnings.simplefilter("always")
             yield scratch
     finally:

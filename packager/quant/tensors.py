@@ -20,6 +20,12 @@ EPS = float(np.finfo(float).eps)
 INF_DB = 150.0          # the SQNR of an exact copy (graph inputs, untouched tensors)
 FLOOR_DB = 20.0         # when the thresholds name no cosine
 NOISE_DB = 20.0         # ordinary noise of one quantized node sits this far above the floor
+MAX_VALUES = 1 << 20    # per tensor and sample; larger ones are compared on an evenly strided subset
+
+
+def _f32(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.dtype == np.float32 else a.astype(np.float32)
 
 
 def floor_db(thresholds: dict) -> float:
@@ -51,6 +57,7 @@ class _Sums:
     slice_diff2: np.ndarray | None = None
     slice_maxdiff: np.ndarray | None = None
     shape: tuple = ()
+    strided: bool = False
 
 
 @dataclass
@@ -60,28 +67,19 @@ class Accumulator:
     sums: dict[str, _Sums] = field(default_factory=dict)
 
     def add(self, name: str, ref, got, pre=None) -> None:
-        ref = np.asarray(ref, dtype=np.float64)
-        got = np.asarray(got, dtype=np.float64)
+        ref = _f32(ref)
+        got = _f32(got)
         if ref.shape != got.shape:
             if ref.size != got.size:
                 return
             got = got.reshape(ref.shape)
         s = self.sums.setdefault(name, _Sums(shape=ref.shape))
         d = ref - got
-        s.ref2 += float(np.vdot(ref, ref))
-        s.got2 += float(np.vdot(got, got))
-        s.diff2 += float(np.vdot(d, d))
-        s.dot += float(np.vdot(ref, got))
-        if d.size:
-            s.max_abs = max(s.max_abs, float(np.max(np.abs(d))))
-        if pre is not None:
-            pre = np.asarray(pre, dtype=np.float64).reshape(got.shape)
-            s.local_noise2 += float(np.vdot(pre - got, pre - got))
-            s.local_ref2 += float(np.vdot(pre, pre))
         if ref.ndim == 3 and ref.shape[1] > 1:   # (batch, channels, positions): rows of different meaning
             r = np.moveaxis(ref, 1, 0).reshape(ref.shape[1], -1)
             dd = np.moveaxis(d, 1, 0).reshape(ref.shape[1], -1)
-            sr, sd = np.einsum("ij,ij->i", r, r), np.einsum("ij,ij->i", dd, dd)
+            sr = np.einsum("ij,ij->i", r, r, dtype=np.float64)
+            sd = np.einsum("ij,ij->i", dd, dd, dtype=np.float64)
             sm = np.abs(dd).max(axis=1) if dd.shape[1] else np.zeros(len(sr))
             if s.slice_ref2 is None or s.slice_ref2.shape != sr.shape:
                 s.slice_ref2, s.slice_diff2, s.slice_maxdiff = sr, sd, sm
@@ -89,6 +87,26 @@ class Accumulator:
                 s.slice_ref2 = s.slice_ref2 + sr
                 s.slice_diff2 = s.slice_diff2 + sd
                 s.slice_maxdiff = np.maximum(s.slice_maxdiff, sm)
+        r, g, dv = ref.ravel(), got.ravel(), d.ravel()
+        if r.size > MAX_VALUES:                  # an evenly strided subset estimates the sums well
+            step = -(-r.size // MAX_VALUES)
+            r, g, dv = r[::step], g[::step], dv[::step]
+            s.strided = True
+        s.ref2 += float(np.dot(r, r))
+        s.got2 += float(np.dot(g, g))
+        s.diff2 += float(np.dot(dv, dv))
+        s.dot += float(np.dot(r, g))
+        if dv.size:
+            s.max_abs = max(s.max_abs, float(np.max(np.abs(dv))))
+        if pre is not None:
+            pre = _f32(pre).reshape(got.shape).ravel()
+            if pre.size > MAX_VALUES:
+                pre, gg = pre[::step], got.ravel()[::step]
+            else:
+                gg = got.ravel()
+            e = pre - gg
+            s.local_noise2 += float(np.dot(e, e))
+            s.local_ref2 += float(np.dot(pre, pre))
 
     def metrics(self, name: str, slice_atol: float | None = None) -> dict | None:
         """SQNR, cosine, max |diff|; the worst slice of a rank-3 tensor, skipping slices ~0 in the

@@ -67,11 +67,12 @@ def _capture(path: Path, sample: dict, key: str | None) -> dict:
     return out
 
 
-def compare(reference: Path, candidate: Path, samples: list[dict]) -> dict:
+def compare(reference: Path, candidate: Path, samples: list[dict], workdir: Path) -> dict:
     """The same shape as onnx_tensors.compare: accumulator, nodes, candidates, kind, samples."""
     from ..formats.tflite import io
+    from .scratch import sandbox
 
-    with quiet_stdout():
+    with sandbox(workdir):     # LiteRT warns about preserve_all_tensors: --debug only
         _, key, _, _ = io.signature_details(reference)
         acc = Accumulator()
         quantized: set[str] = set()

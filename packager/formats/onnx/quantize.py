@@ -46,8 +46,25 @@ def run(art: Artifact, plan: QuantPlan, calibration: list[dict] | None, workdir:
             out, info = _fp16(art, plan, workdir)
         else:
             out, info = _int8(art, plan, calibration, workdir)
-    new = carry_io(io.read(out, plan.precision), art)
-    return new.replace(info=info)
+    new = carry_io(io.read(out, plan.precision), art).replace(info=info)
+    if plan.precision == "int8":
+        count = quantized_nodes(out)
+        info["quantized_nodes"] = count
+        if count == 0:
+            new = new.warn("int8 quantized no node: onnxruntime's quantizer found nothing it quantizes in the "
+                           "top graph (it does not enter If/Loop bodies); the bundle computes in float")
+    return new
+
+
+QUANT_OPS = {"QuantizeLinear", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulInteger", "ConvInteger",
+             "QLinearConv", "QLinearMatMul", "QAttention", "DynamicQuantizeLSTM"}
+
+
+def quantized_nodes(path: Path) -> int:
+    """Nodes of the top graph that carry int8 (quantize ops, integer kernels)."""
+    import onnx
+
+    return sum(n.op_type in QUANT_OPS for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def _tag(plan: QuantPlan) -> str:

@@ -50,6 +50,11 @@ class TfliteBackend(Backend):
 
         return quantize.run(art, plan, calibration, workdir, self.options_of(profile))
 
+    def recipes(self, plan: QuantPlan, art: Artifact, profile) -> list[QuantPlan]:
+        from . import quantize
+
+        return quantize.recipes(plan)
+
     def classifier_outputs(self, art: Artifact) -> set[str]:
         from ...quant import tflite_tensors
 
@@ -58,7 +63,7 @@ class TfliteBackend(Backend):
     def tensor_errors(self, reference: Artifact, candidate: Artifact, samples, workdir: Path):
         from ...quant import tflite_tensors
 
-        return tflite_tensors.compare(reference.path, candidate.path, samples)
+        return tflite_tensors.compare(reference.path, candidate.path, samples, workdir)
 
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         art = io.read(path, precision, [s.name for s in like.inputs] if like else None)

@@ -13,6 +13,7 @@ compiler did NOT run.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConversionError, short
+from ...quant.scratch import sandbox
 from ...quiet import quiet_stdout
 from .. import Artifact
 from ..base import QuantPlan, carry_io
@@ -67,7 +69,7 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
     if plan.float_nodes:
         info["float_nodes"] = list(plan.float_nodes)
     try:
-        with quiet_stdout():
+        with sandbox(workdir):   # its progress bars, prints and root-logger lines go to --debug
             cal = None
             if qz.need_calibration:
                 if not calibration:
@@ -112,6 +114,15 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
             new = new.warn("edgetpu_compiler did NOT run: the bundle holds the int8 CPU model "
                            "(see manifest quantization.edgetpu_compiler)")
     return new
+
+
+def recipes(plan: QuantPlan) -> list[QuantPlan]:
+    """ai-edge-quantizer's int8 recipes calibrate with min/max and quantize weights channel-wise;
+    onnxruntime's reduce_range does not apply."""
+    if plan.precision != "int8":
+        return [plan]
+    return [dataclasses.replace(plan, calibration_method="minmax" if plan.mode == "static" else plan.calibration_method,
+                                reduce_range=False, per_channel=True)]
 
 
 def float_op_names(path: Path) -> list[str]:
