@@ -53,6 +53,7 @@ class Quantization:
     calibration_method: Literal["auto", "minmax", "entropy", "percentile"] = "auto"
     calibration_samples: int = field(default=32, metadata={"min": 1})
     reduce_range: Union[Literal["auto"], bool] = "auto"   # auto: on x86 build hosts without VNNI
+    activation_type: Literal["auto", "int8", "uint8"] = "auto"   # auto: uint8 for x86 targets (U8S8 kernels)
     op_types: Union[Literal["auto"], tuple[str, ...]] = "auto"   # auto: every op, then Conv/MatMul/Gemm only
     max_fallbacks: int = field(default=16, metadata={"min": 0, "hint": "0 = never leave a node in float"})
     max_attempts: int = field(default=10, metadata={"min": 1})

@@ -50,6 +50,7 @@ class QuantPlan:
     reduce_range: bool | str = False          # "auto" until packager/quant/recipes.py resolves it
     calibration_method: str = "minmax"        # "auto" until resolved
     calibration_samples: int = 32
+    activation_type: str = "int8"             # int8 | uint8 (ONNX static: "auto" until resolved)
     op_types: tuple[str, ...] | None = None   # int8: the op types to quantize (None: every one the tool can)
     float_nodes: tuple[str, ...] = ()         # nodes left in float (the recovery's fallbacks)
 

@@ -66,6 +66,7 @@ class _Search:
     plain: dict = field(default_factory=dict)       # plan -> its trial, for plans without float nodes
     memo: dict = field(default_factory=dict)        # plan -> its trial (None: it failed): never measured twice
     chain_end: dict = field(default_factory=dict)   # plan without float nodes -> the last fallback trial on it
+    skipped: list = field(default_factory=list)     # attempts the budget did not allow
     first_static_s: float | None = None
 
     # -- budget
@@ -112,12 +113,26 @@ class _Search:
             rec["failures"] = core.describe_failures(par)
         self.attempts.append(rec)
         trial = Trial(plan, art, par, rt, score)
+        self._release(trial)
         self.memo[plan] = trial
         if not plan.float_nodes:
             self.plain[plan] = trial       # what a fallback's cost is measured against
         log.info("recipe %s: %s (score %.5f, %.1f s)", rec["label"], "pass" if par["passed"] else "fail",
                  score, seconds)
         return trial
+
+    def _release(self, newest: Trial) -> None:
+        """Keep loaded sessions only where they are used again: the newest trial (the one chosen when
+        it passes), the best so far (the next fallback chain may start there) and the plain recipes
+        (what a fallback's cost is timed against)."""
+        done = [t for t in self.memo.values() if t is not None]
+        best = max(done + [newest], key=lambda t: t.score)
+        for t in done:
+            if t is not best and t.plan.float_nodes:
+                t.runtime = None
+
+    def skip(self, plan, why: str) -> None:
+        self.skipped.append({"label": recipes.label(plan), "recipe": recipes.describe(plan), "skipped": why})
 
     # -- the per-tensor table
     def table(self, trial: Trial) -> dict | None:
@@ -171,21 +186,20 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
         reference: list[dict], settings: dict, label: str, diagnose: bool = False) -> Outcome:
     """samples: the parity inputs in the model's layout; reference: the ORIGINAL model's outputs."""
     thresholds = host_parity.thresholds_for(profile, float_art)
-    plan, decisions = recipes.resolve(plan, profile.quantization)
+    plan, decisions = recipes.resolve(plan, profile)
     s = _Search(backend, float_art, calibration, workdir, profile, samples, reference, settings, thresholds)
     candidates = backend.recipes(plan, float_art, profile) if plan.precision != "fp32" else [plan]
     # Stay as integer as possible: the first (fullest) recipe, then a few of its nodes in float, then
     # the other cheap recipes (fewer op types, dynamic), then more fallbacks on the best so far, then
     # histogram calibration (4-9x MinMax's time) on the best recipe and its fallbacks; the budget
     # (max_attempts, search_seconds) bounds it all.
-    skipped: list = []
     cheap = [c for c in candidates if not recipes.is_costly(c)]
-    chosen, best = _measure(s, cheap[:1], skipped)
+    chosen, best = _measure(s, cheap[:1])
     fallback = plan.precision != "fp32" and profile.quantization.max_fallbacks > 0
     if chosen is None and best is not None and fallback:
         chosen, best = _fall_back(s, best, rounds=EARLY_ROUNDS)
     if chosen is None:
-        chosen, other = _measure(s, cheap[1:], skipped, first=False)
+        chosen, other = _measure(s, cheap[1:], first=False)
         if other is not None and (best is None or other.score > best.score):
             best = other
     if chosen is None and best is not None and fallback:
@@ -195,15 +209,15 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
         if best is not None:
             costly = [dataclasses.replace(c, float_nodes=best.plan.float_nodes) if c.op_types == best.plan.op_types
                       else c for c in costly]
-        chosen, other = _measure(s, costly, skipped, first=False)
+        chosen, other = _measure(s, costly, first=False)
         if other is not None and (best is None or other.score > best.score):
             best = other
     if chosen is None:
-        _fail(s, best, label, skipped, plan)
+        _fail(s, best, label, plan)
     record = {"recipe": recipes.describe(chosen.plan), "recipe_label": recipes.label(chosen.plan),
               "float_nodes": list(chosen.plan.float_nodes), **decisions}
     if plan.precision != "fp32":
-        record["attempts"] = s.attempts + skipped
+        record["attempts"] = s.attempts + s.skipped
         record["search_seconds"] = round(s.elapsed(), 2)
     if chosen.plan.float_nodes:
         record["fallback_cost"] = _cost(s, chosen)
@@ -213,13 +227,13 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
     return Outcome(chosen.art.replace(info=info), chosen.parity, chosen.runtime, thresholds, record)
 
 
-def _measure(s: _Search, plans: list, skipped: list, first: bool = True) -> tuple[Trial | None, Trial | None]:
+def _measure(s: _Search, plans: list, first: bool = True) -> tuple[Trial | None, Trial | None]:
     """Try the plans in order until one passes; returns (the passing trial, the best trial)."""
     best = None
     for i, cand in enumerate(plans):
         stop = s.may_try(cand)
         if stop:
-            skipped.append({"label": recipes.label(cand), "skipped": stop})
+            s.skip(cand, stop)
             continue
         trial = s.attempt(cand, "first recipe" if first and i == 0 else "the recipes before it failed parity")
         if trial is None:
@@ -254,7 +268,7 @@ def _fall_back(s: _Search, best: Trial, rounds: int | None = None) -> tuple[Tria
         plan = dataclasses.replace(current.plan, float_nodes=tuple(have + new))
         stop = s.may_try(plan)
         if stop:
-            s.attempts.append({"label": recipes.label(plan), "skipped": stop})
+            s.skip(plan, stop)
             break
         why = "fallback: " + ", ".join(f"{r['node']} ({r['op']}, -{r['jump_db']:g} dB)" for r in ranked[:want])
         trial = s.attempt(plan, why)
@@ -294,10 +308,10 @@ def _diagnosis(s: _Search, trial: Trial) -> dict:
             **tensors.summary(cap["rows"], cap["first"]), "rows": cap["rows"]}
 
 
-def _fail(s: _Search, best: Trial | None, label: str, skipped: list, plan) -> None:
+def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:
     tried = "; ".join(f"{a['label']}: " + (f"{a['score']:.4f}" if "score" in a else a.get("error", "error"))
-                      for a in s.attempts if "skipped" not in a)
-    details = {"attempts": s.attempts + skipped, "search_seconds": round(s.elapsed(), 2)}
+                      for a in s.attempts)
+    details = {"attempts": s.attempts + s.skipped, "search_seconds": round(s.elapsed(), 2)}
     if best is None:
         raise ConversionError(f"no {plan.precision} recipe produced a model that runs for {label}: {tried}",
                               "try another precision (--precision fp16 / fp32) or --format") from None
@@ -307,8 +321,14 @@ def _fail(s: _Search, best: Trial | None, label: str, skipped: list, plan) -> No
         details["diagnosis"] = diag
         if diag.get("covered"):
             where = f"first diverging tensor: {tensors.describe(diag['first_diverging'])} | "
+        else:
+            where = f"no per-tensor comparison for {best.art.format.value} {plan.precision} | "
+    else:
+        details["diagnosis"] = {"covered": False, "note": "fp32: the model is the converted graph itself; a "
+                                "conversion's tensors are named differently on each side (onnx2tf's -cotof "
+                                "compares an ONNX graph with its TF-Lite tensors)"}
     details["host_parity"] = best.parity
-    n = len([a for a in s.attempts if "skipped" not in a])
+    n = len(s.attempts)
     tries = f" | {n} recipe{'s' if n != 1 else ''} tried ({tried})" if plan.precision != "fp32" else ""
     raise host_parity.ParityFailed(
         f"host parity failed for {label}: {where}{host_parity.failure_line(best.parity)}{tries}",

@@ -26,6 +26,15 @@ def test_reduce_range_follows_the_build_hosts_vnni(tmp_path, monkeypatch, flags,
     assert recipes.resolve_reduce_range(True, cpu) == (True, "set by the profile")
 
 
+def test_activation_type_follows_the_target_arch():
+    x86 = {"arch": "x86_64", "vnni": True, "int8_flags": []}
+    assert recipes.resolve_activation_type("auto", ("x86_64", "AMD64"), x86)[0] == "uint8"
+    assert recipes.resolve_activation_type("auto", ("aarch64", "armv7l"), x86)[0] == "int8"
+    assert recipes.resolve_activation_type("auto", (), x86)[0] == "uint8"          # no target: the build host
+    assert recipes.resolve_activation_type("auto", (), {"arch": "aarch64"})[0] == "int8"
+    assert recipes.resolve_activation_type("int8", ("x86_64",), x86) == ("int8", "set by the profile")
+
+
 def test_arm_hosts_and_unreadable_cpuinfo_never_reduce_range(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\n")
@@ -37,8 +46,11 @@ def test_arm_hosts_and_unreadable_cpuinfo_never_reduce_range(tmp_path, monkeypat
 
 
 def test_recipe_labels_and_costly_calibration():
-    plan = QuantPlan("int8", "static", "auto", True, False, "minmax", 32, ("Conv", "MatMul"), ("n1", "n2"))
+    plan = QuantPlan("int8", "static", "auto", calibration_method="minmax", op_types=("Conv", "MatMul"),
+                     float_nodes=("n1", "n2"))
     assert recipes.label(plan) == "static, Conv/MatMul, per-channel, minmax, 2 float"
+    assert recipes.label(plan.__class__(**{**plan.to_dict(), "activation_type": "uint8"})).endswith(
+        "minmax, uint8 activations, 2 float")
     assert recipes.describe(plan)["float_nodes"] == ["n1", "n2"]
     assert not recipes.is_costly(plan)
     assert recipes.is_costly(QuantPlan("int8", "static", calibration_method="percentile"))

@@ -38,7 +38,7 @@ def test_a_sensitive_layer_is_left_in_float_and_the_manifest_says_so(sensitive, 
     assert "fallback: conv2" in attempts[1]["why"]            # the first fallback round named it first
     assert q["recipe"]["float_nodes"] == q["float_nodes"]
     cost = q["fallback_cost"]
-    assert cost["full_int8_recipe"] == "static, all ops, per-channel, minmax"
+    assert cost["full_int8_recipe"] == "static, all ops, per-channel, minmax, uint8 activations"   # x86 target
     assert cost["with_fallbacks_ms"] > 0 and cost["full_int8_ms"] > 0 and "extra_bytes" in cost
     assert res.manifest["host_parity"]["passed"]
     th = res.manifest["parity"]["thresholds"]
@@ -54,7 +54,7 @@ def test_without_fallbacks_it_fails_naming_the_planted_node(sensitive, tmp_path)
     assert len(errors) == 1                                                    # ONE line
     line = errors[0]
     assert "first diverging tensor: node 'relu2' (Relu) (the quantizer folded it into 'conv2')" in line
-    assert "output 'y': cosine" in line and "recipes tried (static, all ops, per-channel, minmax:" in line
+    assert "output 'y': cosine" in line and "recipes tried (static, all ops, per-channel, minmax, uint8 activations:" in line
     assert "Traceback" not in p.stderr
     details = json.loads(p.stdout)                                             # --json: the whole table
     assert details["diagnosis"]["first_diverging"]["quantized_as"] == ["conv2"]

@@ -192,14 +192,15 @@ def _int8(art: Artifact, plan: QuantPlan, calibration, workdir: Path) -> tuple[P
             method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[plan.calibration_method]
             cache = _calibration_cache(workdir, plan.calibration_method, plan.op_types)
+            act = QuantType.QUInt8 if plan.activation_type == "uint8" else QuantType.QInt8
             info["calibration_reused"] = cache.is_file()
             quantize_static(str(src), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, reduce_range=bool(plan.reduce_range),
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            activation_type=act, weight_type=QuantType.QInt8,
                             calibrate_method=method, op_types_to_quantize=list(plan.op_types or []) or None,
                             nodes_to_exclude=excluded, calibration_cache_path=str(cache),
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-            info.update(format="QDQ", activation_type="int8", calibration_method=plan.calibration_method,
+            info.update(format="QDQ", activation_type=plan.activation_type, calibration_method=plan.calibration_method,
                         calibration_samples=len(calibration))
     except ConversionError:
         raise

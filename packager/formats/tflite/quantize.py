@@ -64,7 +64,9 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
     else:
         raise ConversionError(f"unknown int8 mode '{mode}' for TF-Lite", "use int8-dynamic or int8-static")
     for name in plan.float_nodes:   # the recovery's fallbacks: ops named by their output tensor
-        qz.update_quantization_recipe(regex=f"^{re.escape(name)}$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        # the op scope ai-edge-quantizer matches is "out1;out2;...;" (its output tensor names)
+        qz.update_quantization_recipe(regex=f"^{re.escape(name)};",
+                                      operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                       algorithm_key=AlgorithmName.NO_QUANTIZE)
     if plan.float_nodes:
         info["float_nodes"] = list(plan.float_nodes)
