@@ -26,8 +26,14 @@ _FLOAT_CACHE: dict = {}         # reference file -> (key, captured float tensors
 CACHE_BYTES = 256 * 2 ** 20     # keep the float model's tensors between rounds when they fit
 
 
+def node_name(node, index: int) -> str:
+    """A node's name; unnamed nodes (exporters leave Constants unnamed) are called OpType_index, the
+    name the fp16 converter is given for them too (formats/onnx/quantize.py names them so)."""
+    return node.name or f"{node.op_type}_{index}"
+
+
 def nodes_of(model) -> list[Node]:
-    return [Node(n.name or f"{n.op_type}_{i}", n.op_type, tuple(x for x in n.input if x), tuple(n.output))
+    return [Node(node_name(n, i), n.op_type, tuple(x for x in n.input if x), tuple(n.output))
             for i, n in enumerate(model.graph.node)]
 
 
@@ -154,7 +160,7 @@ MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Split", "Sl
 def _touched(ref_model, cand_model, kind: str, op_types=None) -> set[str]:
     """Float-model nodes the candidate quantized or converted (those a fallback can give back).
     op_types: what the quantizer was told to quantize (None / "all": every op it knows)."""
-    ref_nodes = {n.name: n.op_type for n in ref_model.graph.node if n.name}
+    ref_nodes = {node_name(n, i): n.op_type for i, n in enumerate(ref_model.graph.node)}
     if kind in ("qdq", "int8-dynamic"):
         allowed = set(op_types) if op_types and op_types != "all" else _quantizable()
         allowed -= MOVES - {"Concat"}        # a Concat shares one scale across its inputs: it matters
@@ -166,6 +172,8 @@ def _touched(ref_model, cand_model, kind: str, op_types=None) -> set[str]:
         same = {n.name for n in cand_model.graph.node if ref_nodes.get(n.name) == n.op_type}
         return {name for name, op in ref_nodes.items() if name not in same and op in allowed}
     if kind == "fp16":
+        # not a Constant node: blocked, onnxruntime's fp16 converter breaks the graph (measured on
+        # PP-OCRv4 det: every output 0). An initializer read only by blocked nodes stays float32.
         return {name for name, op in ref_nodes.items() if op not in MOVES}
     return set()
 

@@ -305,7 +305,7 @@ def _diagnosis(s: _Search, trial: Trial) -> dict:
                         "tensors cannot be matched by name (only the outputs are compared)"}
     return {"covered": True, "kind": cap["kind"], "samples": cap["samples"], "seconds": cap["seconds"],
             "floor_db": cap["floor_db"],
-            **tensors.summary(cap["rows"], cap["first"]), "rows": cap["rows"]}
+            **tensors.summary(cap["rows"], cap["first"], cap["floor_db"]), "rows": cap["rows"]}
 
 
 def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:

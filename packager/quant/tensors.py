@@ -39,6 +39,10 @@ def floor_db(thresholds: dict) -> float:
 
 
 def sqnr_db(signal2: float, noise2: float) -> float:
+    if not (math.isfinite(signal2) and math.isfinite(noise2)):
+        return -INF_DB         # an overflow (Inf/NaN) somewhere in the tensor
+    if noise2 <= 0.0:
+        return INF_DB          # an exact copy (also of an all-zero tensor, which the bare formula calls 0 dB)
     signal = max(math.sqrt(max(signal2, 0.0)), EPS)
     noise = max(math.sqrt(max(noise2, 0.0)), EPS)
     return min(20.0 * math.log10(signal / noise), INF_DB)
@@ -58,6 +62,7 @@ class _Sums:
     slice_maxdiff: np.ndarray | None = None
     shape: tuple = ()
     strided: bool = False
+    nonfinite: int = 0
 
 
 @dataclass
@@ -74,6 +79,10 @@ class Accumulator:
                 return
             got = got.reshape(ref.shape)
         s = self.sums.setdefault(name, _Sums(shape=ref.shape))
+        bad = ~np.isfinite(got)
+        if bad.any():               # fp16 overflow: counted, and the tensor judged broken
+            s.nonfinite += int(bad.sum())
+            got = np.where(bad, 0.0, got).astype(np.float32)
         d = ref - got
         if ref.ndim == 3 and ref.shape[1] > 1:   # (batch, channels, positions): rows of different meaning
             r = np.moveaxis(ref, 1, 0).reshape(ref.shape[1], -1)
@@ -114,10 +123,14 @@ class Accumulator:
         s = self.sums.get(name)
         if s is None:
             return None
+        prod = s.ref2 * s.got2
         cos = 1.0 if s.ref2 == 0 and s.got2 == 0 else (
-            0.0 if s.ref2 == 0 or s.got2 == 0 else s.dot / math.sqrt(s.ref2 * s.got2))
-        out = {"sqnr_db": round(sqnr_db(s.ref2, s.diff2), 2), "cosine": round(cos, 6),
+            0.0 if not prod > 0 or not math.isfinite(prod) else s.dot / math.sqrt(prod))
+        sq = -INF_DB if s.nonfinite else sqnr_db(s.ref2, s.diff2)
+        out = {"sqnr_db": round(sq, 2), "cosine": round(cos, 6),
                "max_abs": float(f"{s.max_abs:.4g}"), "shape": list(s.shape)}
+        if s.nonfinite:
+            out["nonfinite"] = s.nonfinite
         eff = out["sqnr_db"]
         if s.slice_ref2 is not None:
             # slices ~0 in the float model (amplitude < 1e-6 of the largest slice) have no meaningful SQNR
@@ -166,20 +179,30 @@ def table(nodes: list[Node], acc: Accumulator, slice_atol: float | None = None) 
                     eff[t] = base          # not compared: carry what fed it
                 continue
             eff[t] = m["effective_sqnr_db"]
-            rows.append({"tensor": t, "node": n.name, "op": n.op, **m,
-                         # None: the node reads only graph inputs and constants (nothing to drop from)
-                         "drop_db": None if reads_only_exact else round(max(base - eff[t], 0.0), 2)})
+            row = {"tensor": t, "node": n.name, "op": n.op, **m,
+                   # None: the node reads only graph inputs and constants (nothing to drop from)
+                   "drop_db": None if reads_only_exact else round(max(base - eff[t], 0.0), 2)}
+            if not n.inputs:
+                row["constant"] = True   # a Constant node's value, as the converted model stores it
+            rows.append(row)
     return rows
 
 
 def first_diverging(rows: list[dict], floor: float) -> dict | None:
-    """The first tensor in graph order under `floor` dB (floor_db); if none, the largest drop."""
+    """The first computed tensor in graph order under `floor` dB (floor_db); if none, the largest drop.
+    Constants are skipped here (exporters put Constant nodes first, far from where they are read):
+    one that the precision cannot hold shows as the drop of the node that reads it, and in
+    summary()'s `constants_under_floor`."""
     for r in rows:
+        if r.get("constant"):
+            continue
         if r["effective_sqnr_db"] < floor:
             return {**r, "why": f"first tensor under {floor:g} dB (what the output's cosine_min needs)"}
     if not rows:
         return None
-    worst = max(rows, key=lambda r: r["drop_db"] or 0.0)
+    worst = max((r for r in rows if not r.get("constant")), key=lambda r: r["drop_db"] or 0.0, default=None)
+    if worst is None:
+        return None
     return {**worst, "why": f"no tensor under {floor:g} dB; the largest single drop"} if worst["drop_db"] else None
 
 
@@ -241,11 +264,17 @@ def rank_nodes(nodes: list[Node], rows: list[dict], candidates: set[str], done: 
     return ranked
 
 
-def summary(rows: list[dict], first: dict | None, limit: int = 8) -> dict:
+def summary(rows: list[dict], first: dict | None, floor: float | None = None, limit: int = 8) -> dict:
     """What the manifest, --json and the error line carry (the full table goes to --json/--debug)."""
     drops = sorted((r for r in rows if r["drop_db"]), key=lambda r: -r["drop_db"])[:limit]
-    return {"tensors_compared": len(rows), "first_diverging": _slim(first) if first else None,
-            "largest_drops": [_slim(r) for r in drops]}
+    out = {"tensors_compared": len(rows), "first_diverging": _slim(first) if first else None,
+           "largest_drops": [_slim(r) for r in drops]}
+    if floor is not None:
+        lost = [r for r in rows if r.get("constant") and r["sqnr_db"] < floor]
+        if lost:
+            out["constants_under_floor"] = [{"tensor": r["tensor"], "node": r["node"], "sqnr_db": r["sqnr_db"]}
+                                            for r in lost[:limit]]
+    return out
 
 
 def _slim(r: dict) -> dict:

@@ -85,8 +85,12 @@ def _fp16(art: Artifact, plan: QuantPlan, workdir: Path) -> tuple[Path, dict]:
     except ImportError:
         from onnxconverter_common.float16 import convert_float_to_float16
         method = "onnxconverter_common.float16"
+    from ...quant.onnx_tensors import node_name
+
     t0 = time.perf_counter()
     model = onnx.load(str(art.path))
+    for i, node in enumerate(model.graph.node):   # a fallback names nodes; unnamed ones get OpType_index
+        node.name = node_name(node, i)
     try:
         half = convert_float_to_float16(model, keep_io_types=True, node_block_list=list(plan.float_nodes) or None)
     except Exception as exc:
