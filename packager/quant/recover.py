@@ -214,6 +214,8 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
             best = other
     if chosen is None:
         _fail(s, best, label, plan)
+    if chosen.runtime is None:     # a trial measured earlier whose session was let go
+        chosen.runtime = host_parity.load_on_host(chosen.art, settings)
     record = {"recipe": recipes.describe(chosen.plan), "recipe_label": recipes.label(chosen.plan),
               "float_nodes": list(chosen.plan.float_nodes), **decisions}
     if plan.precision != "fp32":

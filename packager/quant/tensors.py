@@ -79,15 +79,19 @@ class Accumulator:
                 return
             got = got.reshape(ref.shape)
         s = self.sums.setdefault(name, _Sums(shape=ref.shape))
-        bad = ~np.isfinite(got)
-        if bad.any():               # fp16 overflow: counted, and the tensor judged broken
-            s.nonfinite += int(bad.sum())
-            got = np.where(bad, 0.0, got).astype(np.float32)
+        odd = ~(np.isfinite(ref) & np.isfinite(got))
+        if odd.any():
+            # the same -inf on both sides (an attention mask) is agreement; a new Inf/NaN (fp16
+            # overflow) is counted and judges the tensor broken; neither enters the sums
+            with np.errstate(invalid="ignore"):
+                s.nonfinite += int((odd & ~(ref == got)).sum())
+            ref = np.where(odd, 0.0, ref).astype(np.float32)
+            got = np.where(odd, 0.0, got).astype(np.float32)
         d = ref - got
         if ref.ndim == 3 and ref.shape[1] > 1:   # (batch, channels, positions): rows of different meaning
             r = np.moveaxis(ref, 1, 0).reshape(ref.shape[1], -1)
             dd = np.moveaxis(d, 1, 0).reshape(ref.shape[1], -1)
-            sr = np.einsum("ij,ij->i", r, r, dtype=np.float64)
+            sr = np.einsum("ij,ij->i", r, r, dtype=np.float64)     # float64: no overflow
             sd = np.einsum("ij,ij->i", dd, dd, dtype=np.float64)
             sm = np.abs(dd).max(axis=1) if dd.shape[1] else np.zeros(len(sr))
             if s.slice_ref2 is None or s.slice_ref2.shape != sr.shape:
@@ -101,10 +105,14 @@ class Accumulator:
             step = -(-r.size // MAX_VALUES)
             r, g, dv = r[::step], g[::step], dv[::step]
             s.strided = True
-        s.ref2 += float(np.dot(r, r))
-        s.got2 += float(np.dot(g, g))
-        s.diff2 += float(np.dot(dv, dv))
-        s.dot += float(np.dot(r, g))
+        sums = [float(np.dot(r, r)), float(np.dot(g, g)), float(np.dot(dv, dv)), float(np.dot(r, g))]
+        if not all(math.isfinite(v) for v in sums):   # float32 squares overflow past ~1.8e19 (finfo.min masks)
+            r, g, dv = r.astype(np.float64), g.astype(np.float64), dv.astype(np.float64)
+            sums = [float(np.dot(r, r)), float(np.dot(g, g)), float(np.dot(dv, dv)), float(np.dot(r, g))]
+        s.ref2 += sums[0]
+        s.got2 += sums[1]
+        s.diff2 += sums[2]
+        s.dot += sums[3]
         if dv.size:
             s.max_abs = max(s.max_abs, float(np.max(np.abs(dv))))
         if pre is not None:

@@ -124,3 +124,25 @@ def test_slices_of_rank3_tensors_count_unless_they_are_within_slice_atol():
     m = acc.metrics("out", slice_atol=0.05)
     assert m["sqnr_db"] > 30 and m["worst_slice"]["index"] == 4 and m["effective_sqnr_db"] == 0.0
     assert acc.metrics("out", slice_atol=1.0).get("worst_slice") is None   # every slice within 1.0
+
+
+def test_an_attention_mask_of_minus_inf_is_agreement_and_a_new_inf_is_broken():
+    ref = np.array([[0.0, -np.inf, 1.0, 2.0]], np.float32)
+    acc = Accumulator()
+    acc.add("mask", ref, ref.copy())
+    assert acc.metrics("mask")["sqnr_db"] == tensors.INF_DB and "nonfinite" not in acc.metrics("mask")
+    acc.add("overflow", np.array([[1.0, 2.0]], np.float32), np.array([[1.0, np.inf]], np.float16))
+    m = acc.metrics("overflow")
+    assert m["nonfinite"] == 1 and m["sqnr_db"] == -tensors.INF_DB
+
+
+def test_a_mask_of_float32_min_does_not_overflow_the_sums():
+    big = np.finfo(np.float32).min
+    ref = np.array([[0.0, big, 1.0, 2.0]], np.float32)
+    acc = Accumulator()
+    acc.add("mask", ref, ref.copy())
+    assert acc.metrics("mask")["sqnr_db"] == tensors.INF_DB
+    got = ref.copy()
+    got[0, 1] = big * 0.999
+    acc.add("close", ref, got)
+    assert acc.metrics("close")["sqnr_db"] == pytest.approx(60.0, abs=0.1)

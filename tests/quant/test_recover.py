@@ -45,6 +45,17 @@ def test_a_sensitive_layer_is_left_in_float_and_the_manifest_says_so(sensitive, 
     assert th["classifier_outputs"] == [] and th["slice_cosine_min"] == 0.95
 
 
+def test_build_prints_the_recipes_and_what_the_float_nodes_cost(sensitive, tmp_path):
+    p = run_cli("build", sensitive["model"], "--profile", "x86-cpu-int8", "--inputs", sensitive["inputs"],
+                "--calibration", sensitive["calib"], "--out", tmp_path / "out", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "recipes  " in p.stdout and "measured in" in p.stdout
+    assert "static, all ops, per-channel, minmax, uint8 activations" in p.stdout
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("float ")][0]
+    assert "left in float" in line and "ms (" in line and "KiB vs full int8" in line and "conv2" in line
+    assert "WORST SLICE" in p.stdout
+
+
 def test_without_fallbacks_it_fails_naming_the_planted_node(sensitive, tmp_path):
     prof = qm.profile_file(tmp_path, "nofallback", "extends: x86-cpu-int8\nquantization: {max_fallbacks: 0}\n")
     p = run_cli("build", sensitive["model"], "--profile", prof, "--inputs", sensitive["inputs"],
