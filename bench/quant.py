@@ -5,6 +5,9 @@ transformer (bench/models.py): latency (bare loop, p50), model size, cosine to t
 All three quantize the same fp32 ONNX file (the model inside the `x86-cpu` bundle) and calibrate
 on the same 32 samples (the static ones); accuracy is measured on 16 other inputs. Latency
 repetitions are interleaved across fp32, edgepack, dynamic and static.
+
+The real-model zoo (bench/quant_zoo.py) runs first when it is installed: `--zoo-only`, `--no-zoo`,
+`--only yolov8s-fall,ppocr-det`.
 """
 from __future__ import annotations
 
