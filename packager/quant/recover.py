@@ -155,8 +155,6 @@ class _Search:
                     if owners:
                         cap["first"]["quantized_as"] = sorted(owners)
                 cap["seconds"] = round(time.perf_counter() - t0, 2)
-                log.info("per-tensor comparison of %s: %d tensors, %d samples, %.1f s", recipes.label(trial.plan),
-                         len(cap["rows"]), cap["samples"], cap["seconds"])
                 log.debug("per-tensor table of %s (%s, %d tensors, %.1f s): %s", recipes.label(trial.plan),
                           cap["kind"], len(cap["rows"]), cap["seconds"], cap["rows"])
             self.tables[key] = cap
