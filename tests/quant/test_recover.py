@@ -41,6 +41,8 @@ def test_a_sensitive_layer_is_left_in_float_and_the_manifest_says_so(sensitive, 
     assert cost["full_int8_recipe"] == "static, all ops, per-channel, minmax, uint8 activations"   # x86 target
     assert cost["with_fallbacks_ms"] > 0 and cost["full_int8_ms"] > 0 and "extra_bytes" in cost
     assert res.manifest["host_parity"]["passed"]
+    assert q["activation_type"] == "uint8" and "x86" in q["activation_type_why"]     # x86-cpu-int8 targets x86
+    assert isinstance(q["reduce_range"], bool) and q["reduce_range_why"] and "int8_flags" in q["build_host_cpu"]
     th = res.manifest["parity"]["thresholds"]
     assert th["classifier_outputs"] == [] and th["slice_cosine_min"] == 0.95
 
@@ -98,6 +100,20 @@ def test_diagnose_a_bundle_rebuilds_its_source(sensitive, tmp_path):
     assert d["bundle"] == str(res.bundle) and d["parity_passed"] is True
     assert d["diagnosis"]["covered"] is True and d["diagnosis"]["tensors_compared"] >= 3
     assert d["float_nodes"] and "conv2" in d["float_nodes"]
+
+
+def test_diagnose_a_bundle_whose_source_is_gone_shows_what_the_build_recorded(sensitive, tmp_path):
+    import shutil
+
+    src = tmp_path / "copy.onnx"
+    shutil.copyfile(sensitive["model"], src)
+    res = _build(src, "x86-cpu-int8", sensitive["inputs"], sensitive["calib"], tmp_path / "b")
+    src.unlink()
+    p = run_cli("diagnose", res.bundle, "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["diagnosis"]["covered"] is False and "not on this machine" in d["diagnosis"]["note"]
+    assert d["float_nodes"] == res.manifest["quantization"]["float_nodes"] and len(d["attempts"]) >= 2
 
 
 def test_collapsed_detector_scores_are_caught_and_recovered(tmp_path):
