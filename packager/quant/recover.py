@@ -67,6 +67,7 @@ class _Search:
     memo: dict = field(default_factory=dict)        # plan -> its trial (None: it failed): never measured twice
     chain_end: dict = field(default_factory=dict)   # plan without float nodes -> the last fallback trial on it
     skipped: list = field(default_factory=list)     # attempts the budget did not allow
+    errors: list = field(default_factory=list)      # the ConversionErrors of attempts that produced no model
     first_static_s: float | None = None
 
     # -- budget
@@ -99,6 +100,7 @@ class _Search:
             rt = host_parity.load_on_host(art, self.settings)
             got = host_parity.run_artifact(art, self.samples, self.settings, rt=rt)
         except ConversionError as exc:
+            self.errors.append(exc)
             rec.update(passed=False, error=exc.message, seconds=round(time.perf_counter() - t0, 2))
             self.attempts.append(rec)
             log.info("recipe %s: %s", rec["label"], exc.message)
@@ -312,6 +314,8 @@ def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:
     tried = "; ".join(f"{a['label']}: " + (f"{a['score']:.4f}" if "score" in a else a.get("error", "error"))
                       for a in s.attempts)
     details = {"attempts": s.attempts + s.skipped, "search_seconds": round(s.elapsed(), 2)}
+    if best is None and len(s.errors) == 1:
+        raise s.errors[0]            # one recipe, one failure: its own message and fix
     if best is None:
         raise ConversionError(f"no {plan.precision} recipe produced a model that runs for {label}: {tried}",
                               "try another precision (--precision fp16 / fp32) or --format") from None
