@@ -319,12 +319,17 @@ def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:
     if best is None:
         raise ConversionError(f"no {plan.precision} recipe produced a model that runs for {label}: {tried}",
                               "try another precision (--precision fp16 / fp32) or --format") from None
-    where = ""
+    where, hint = "", host_parity.HINT
     if plan.precision != "fp32":
         diag = _diagnosis(s, best)
         details["diagnosis"] = diag
         if diag.get("covered"):
-            where = f"first diverging tensor: {tensors.describe(diag['first_diverging'])} | "
+            first = diag["first_diverging"] or {}
+            where = f"first diverging tensor: {tensors.describe(first)} | "
+            if first.get("op") in ("Concat", "CONCATENATION") and (first.get("worst_slice") or {}).get("sqnr_db", 99) < 10:
+                hint = ("a Concat joins values of different ranges (boxes in pixels, scores in [0, 1]) under one "
+                        "int8 scale: leave it in float (quantization.max_fallbacks > 0; an Edge TPU cannot), or "
+                        "export the model with those parts as separate outputs")
         else:
             where = f"no per-tensor comparison for {best.art.format.value} {plan.precision} | "
     else:
@@ -336,4 +341,4 @@ def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:
     tries = f" | {n} recipe{'s' if n != 1 else ''} tried ({tried})" if plan.precision != "fp32" else ""
     raise host_parity.ParityFailed(
         f"host parity failed for {label}: {where}{host_parity.failure_line(best.parity)}{tries}",
-        host_parity.HINT, details)
+        hint, details)

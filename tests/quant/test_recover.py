@@ -150,3 +150,17 @@ def test_collapsed_detector_scores_are_caught_and_recovered(tmp_path):
     assert res.manifest["host_parity"]["passed"]
     ws = res.manifest["host_parity"]["outputs"][0]["worst_slice"]
     assert ws["cosine"] > 0.95 or ws["within_slice_atol"]
+
+
+def test_a_collapsed_concat_without_fallbacks_says_what_to_do(tmp_path):
+    model = qm.detector_head(tmp_path / "head.onnx")
+    qm.samples_npz(tmp_path / "in.npz", "feat", (8, 64), 4)
+    qm.samples_npz(tmp_path / "cal.npz", "feat", (8, 64), 16, seed=1)
+    prof = qm.profile_file(tmp_path, "allint8", "extends: x86-cpu-int8\nquantization: {max_fallbacks: 0, "
+                                                "op_types: [MatMul, Mul, Add, Sigmoid, Concat, Unsqueeze]}\n")
+    p = run_cli("build", model, "--profile", prof, "--precision", "int8-static", "--inputs", tmp_path / "in.npz",
+                "--calibration", tmp_path / "cal.npz", "--out", tmp_path / "out", cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert "node 'head_concat' (Concat)" in line and "worst slice" in line
+    assert "(fix: a Concat joins values of different ranges" in line
