@@ -1,24 +1,96 @@
-"""Compare a converted model's outputs with the original model's (numpy only).
+"""Compare a converted model's outputs with the original model's (numpy only, Python >= 3.8).
 
 The packager's host parity check imports this module too, so host and device judge alike.
 
 Thresholds (any may be None = not checked):
-  atol, rtol   every element must satisfy |got - ref| <= atol + rtol * |ref|
-  cosine_min   cosine similarity of the flattened outputs (all samples together)
-  top1_min     share of samples whose arg-max agrees (classifier-like outputs only)
+  atol, rtol          every element must satisfy |got - ref| <= atol + rtol * |ref|
+  cosine_min          cosine similarity of the flattened output (all samples together)
+  sample_cosine_min   the worst single sample's cosine (a sentence, an image)
+  slice_cosine_min    the worst slice along the output's channel axis (axis 1 of a rank >= 3
+                      output: each row of a (batch, 4 + classes, anchors) detection tensor, each
+                      time step of a (batch, steps, classes) sequence), all samples together. A
+                      whole-tensor cosine dominated by large rows (boxes in pixels) cannot see small
+                      rows (class scores in [0, 1]) collapse; this can.
+  slice_atol          a slice also passes when every element is within slice_atol of the
+                      reference: a row that is ~0 in the reference (a class absent from the image)
+                      has no meaningful cosine
+  top1_min            share of positions whose arg-max over the last axis agrees, for classifier
+                      outputs only
+  classifier_outputs  the outputs that are classifier scores (decided at build time: a Softmax /
+                      LogSoftmax producer, or the profile's list). Absent (bundles built before it
+                      existed): every (batch, classes) output is treated as one, as those builds did.
+  slice_axis          the channel axis to slice (default: 1 for outputs of rank >= 3, none below)
+
+The report is additive: a new key never replaces an old one (older readers keep working).
 """
 import numpy as np
 
-THRESHOLD_KEYS = ("atol", "rtol", "cosine_min", "top1_min")
+THRESHOLD_KEYS = ("atol", "rtol", "cosine_min", "sample_cosine_min", "slice_cosine_min", "slice_atol",
+                  "top1_min")
 
 
 def is_classifier_like(shape):
-    """(batch, classes) with more than one class: a score per class."""
+    """(batch, classes) with more than one class: a score per class (the rule before
+    `classifier_outputs` existed)."""
     return len(shape) == 2 and shape[-1] is not None and shape[-1] > 1
+
+
+def is_classifier(name, shape, thresholds):
+    names = thresholds.get("classifier_outputs")
+    if names is None:
+        return is_classifier_like(shape)
+    return name in names and len(shape) >= 1 and shape[-1] > 1
 
 
 def _f(x):
     return None if x is None else float(x)
+
+
+def cosine(a, b):
+    """Cosine similarity of two float64 vectors; 1.0 when both are all zero, 0.0 when one is."""
+    na = float(np.linalg.norm(a))
+    nb = float(np.linalg.norm(b))
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def slice_axis_of(shape, thresholds):
+    axis = thresholds.get("slice_axis")
+    if axis is None:
+        return 1 if len(shape) >= 3 else None
+    axis = int(axis)
+    if axis < 0:
+        axis += len(shape)
+    return axis if 0 <= axis < len(shape) else None
+
+
+def worst_slice(refs, gots, axis, thresholds):
+    """The slices along `axis` (all samples together): the worst one and how many fail."""
+    ref = np.concatenate([np.moveaxis(np.asarray(r, dtype=np.float64), axis, 0).reshape(
+        np.shape(r)[axis], -1) for r in refs], axis=1)
+    got = np.concatenate([np.moveaxis(np.asarray(g, dtype=np.float64), axis, 0).reshape(
+        np.shape(g)[axis], -1) for g in gots], axis=1)
+    cmin = thresholds.get("slice_cosine_min")
+    satol = thresholds.get("slice_atol")
+    worst, failed = None, 0
+    for i in range(ref.shape[0]):
+        c = cosine(ref[i], got[i])
+        diff = float(np.max(np.abs(ref[i] - got[i]))) if ref.shape[1] else 0.0
+        by_atol = satol is not None and diff <= satol
+        ok = by_atol or cmin is None or c >= cmin
+        if not ok:
+            failed += 1
+        entry = {"axis": axis, "index": i, "cosine": c, "max_abs": diff,
+                 "ref_max_abs": float(np.max(np.abs(ref[i]))) if ref.shape[1] else 0.0,
+                 "passed": ok, "within_slice_atol": by_atol}
+        # the worst: a failing slice before a passing one, then the lowest cosine
+        key = (ok, by_atol, c)
+        if worst is None or key < (worst["passed"], worst["within_slice_atol"], worst["cosine"]):
+            worst = entry
+    return worst, failed, ref.shape[0]
 
 
 def compare_output(name, refs, gots, thresholds):
@@ -47,15 +119,7 @@ def compare_output(name, refs, gots, thresholds):
     max_abs = float(diff.max()) if diff.size else 0.0
     denom = np.maximum(absref, 1e-12)
     max_rel = float((diff / denom).max()) if diff.size else 0.0
-    nr = float(np.linalg.norm(ref_all))
-    ng = float(np.linalg.norm(got_all))
-    if nr == 0.0 and ng == 0.0:
-        cosine = 1.0
-    elif nr == 0.0 or ng == 0.0:
-        cosine = 0.0
-    else:
-        cosine = float(np.dot(ref_all, got_all) / (nr * ng))
-    result.update(max_abs=max_abs, max_rel=max_rel, cosine=cosine)
+    result.update(max_abs=max_abs, max_rel=max_rel, cosine=cosine(ref_all, got_all))
 
     atol = thresholds.get("atol")
     rtol = thresholds.get("rtol")
@@ -70,14 +134,36 @@ def compare_output(name, refs, gots, thresholds):
                 "%d of %d elements outside atol=%s + rtol=%s*|ref| (worst |diff| %.3g where "
                 "|ref| %.3g)" % (n_over, diff.size, _f(atol), _f(rtol), diff[worst], absref[worst]))
     cmin = thresholds.get("cosine_min")
-    if cmin is not None and cosine < cmin:
-        result["failures"].append("cosine %.6f < %s" % (cosine, cmin))
+    if cmin is not None and result["cosine"] < cmin:
+        result["failures"].append("cosine %.6f < %s" % (result["cosine"], cmin))
+
+    per_sample = [cosine(np.asarray(r, dtype=np.float64).ravel(), np.asarray(g, dtype=np.float64).ravel())
+                  for r, g in zip(refs, gots)]
+    if len(per_sample) > 1:
+        k = int(np.argmin(per_sample))
+        result["worst_sample"] = {"index": k, "cosine": per_sample[k]}
+        smin = thresholds.get("sample_cosine_min")
+        if smin is not None and per_sample[k] < smin:
+            result["failures"].append("sample %d cosine %.6f < %s" % (k, per_sample[k], smin))
 
     shape = np.asarray(refs[0]).shape
-    if is_classifier_like(shape):
+    axis = slice_axis_of(shape, thresholds)
+    if axis is not None and shape[axis] > 1:
+        worst, failed, count = worst_slice(refs, gots, axis, thresholds)
+        result["worst_slice"] = worst
+        result["slices"] = count
+        result["slices_failed"] = failed
+        if failed:
+            result["failures"].append(
+                "%d of %d slices along axis %d below slice cosine %s (worst: index %d, cosine %.6f, "
+                "max |diff| %.3g where max |ref| %.3g)"
+                % (failed, count, axis, thresholds.get("slice_cosine_min"), worst["index"], worst["cosine"],
+                   worst["max_abs"], worst["ref_max_abs"]))
+
+    if is_classifier(name, shape, thresholds):
         agree = []
         for ref, got in zip(refs, gots):
-            agree.extend(list(np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)))
+            agree.extend(list(np.ravel(np.argmax(ref, axis=-1) == np.argmax(got, axis=-1))))
         top1 = float(np.mean(agree)) if agree else 1.0
         result["top1_agreement"] = top1
         tmin = thresholds.get("top1_min")
@@ -98,6 +184,25 @@ def compare(reference, converted, thresholds):
             continue
         outputs.append(compare_output(name, reference[name], converted[name], thresholds))
     return {"passed": all(o["passed"] for o in outputs), "outputs": outputs}
+
+
+def score(parity):
+    """One number for "how close" (higher is better): the lowest cosine, worst sample or worst
+    failing slice over the outputs; -1 when an output is missing or broken."""
+    worst = 1.0
+    for out in parity["outputs"]:
+        if "cosine" not in out:
+            return -1.0
+        vals = [out["cosine"]]
+        if "worst_sample" in out:
+            vals.append(out["worst_sample"]["cosine"])
+        ws = out.get("worst_slice")
+        if ws and not ws.get("within_slice_atol"):
+            vals.append(ws["cosine"])
+        if "top1_agreement" in out:
+            vals.append(out["top1_agreement"])
+        worst = min(worst, min(vals))
+    return worst
 
 
 def describe_failures(parity):

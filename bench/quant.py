@@ -5,6 +5,9 @@ transformer (bench/models.py): latency (bare loop, p50), model size, cosine to t
 All three quantize the same fp32 ONNX file (the model inside the `x86-cpu` bundle) and calibrate
 on the same 32 samples (the static ones); accuracy is measured on 16 other inputs. Latency
 repetitions are interleaved across fp32, edgepack, dynamic and static.
+
+The real-model zoo (bench/quant_zoo.py) runs first when it is installed: `--zoo-only`, `--no-zoo`,
+`--only yolov8s-fall,ppocr-det`.
 """
 from __future__ import annotations
 
@@ -59,7 +62,11 @@ def _cosines(ref, got):
 
 
 def main(argv=None) -> int:
-    a = common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    ap = common.parser(__doc__.splitlines()[0])
+    ap.add_argument("--zoo-only", action="store_true", help="only the real-model zoo cases (bench/quant_zoo.py)")
+    ap.add_argument("--no-zoo", action="store_true", help="skip the real-model zoo cases")
+    ap.add_argument("--only", default="", help="zoo cases, comma-separated (default: all installed)")
+    a = ap.parse_args(argv)
     reps = a.reps or (1 if a.smoke else 3)
     res = common.Result("quant", "Quantization recipe (x86-cpu-int8 vs ONNX Runtime defaults)", a.smoke)
     work = a.work or Path(tempfile.mkdtemp(prefix="edgepack-bench-quant-"))
@@ -67,6 +74,14 @@ def main(argv=None) -> int:
         if a.smoke else ["--runs", "50", "--seconds", "1.0", "--warmup-runs", "10", "--warmup-seconds", "0.3"]
     from onnxruntime.quantization import quantize_dynamic, quantize_static
     try:
+        if not a.no_zoo and not a.smoke:
+            from .quant_zoo import run_zoo
+
+            res.command("zoo", "python -m bench.quant --zoo-only [--only CASE,...] --out FILE "
+                        "(tests/zoo cases; edgepack build --profile x86-cpu-int8 with the zoo's --calibration)")
+            run_zoo(res, work / "zoo", reps, bare_args, [c for c in a.only.split(",") if c] or None)
+        if a.zoo_only:
+            return 0
         res.command("fp32 bundle", edgepack_cmd() + ["build", "bench/models.py:<cnn|transformer>",
                                                     "--profile", "x86-cpu", "--out", "DIST"])
         res.command("edgepack int8", edgepack_cmd() + ["build", "FP32_BUNDLE/model/model.onnx",
@@ -166,7 +181,7 @@ def main(argv=None) -> int:
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
-    res.write(a.out)
+        res.write(a.out)
     return 0
 
 

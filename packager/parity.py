@@ -1,16 +1,44 @@
 """Host parity: run the converted artifact in its runtime and compare with the original.
 
 Reuses the agent's comparison core (agent.parity) and runtimes (agent.runtimes), so the host
-and the device judge a bundle by the same code.
+and the device judge a bundle by the same code. The thresholds a bundle carries are the profile's
+for its precision plus what the build decided about the model's outputs (which are classifier
+scores, which axis to slice).
 """
 from __future__ import annotations
 
 from agent import parity as core
 from agent import runtimes
 
-from .errors import CheckFailed, ConversionError, short
 from . import formats
+from .errors import CheckFailed, ConversionError, short
 from .formats import Artifact
+
+HINT = ("inspect the model for ops that lose precision (`edgepack diagnose` shows where, tensor by tensor); "
+        "loosen the profile's parity thresholds only if the difference is acceptable, or choose a higher precision")
+
+
+class ParityFailed(CheckFailed):
+    """Parity failed; `details` holds what --json shows (every output, the recipes tried, the
+    per-tensor table)."""
+
+    def __init__(self, message: str, hint: str | None = None, details: dict | None = None):
+        super().__init__(message, hint)
+        self.details = details or {}
+
+
+def thresholds_for(profile, art: Artifact) -> dict:
+    """The thresholds for the profile's precision, with the classifier outputs resolved (a
+    Softmax/LogSoftmax producer when `classifier_outputs: auto`) and the slice axis."""
+    out = profile.thresholds()
+    chosen = profile.parity.classifier_outputs
+    if chosen == "auto":
+        names = sorted(formats.get(art.format).classifier_outputs(art))
+    else:
+        names = list(chosen)
+    out["classifier_outputs"] = names
+    out["slice_axis"] = profile.parity.slice_axis
+    return out
 
 
 def load_on_host(art: Artifact, settings: dict):
@@ -38,17 +66,17 @@ def run_artifact(art: Artifact, samples: list[dict], settings: dict, rt=None) ->
     return results
 
 
-def check(reference: list[dict], converted: list[dict], thresholds: dict, label: str) -> dict:
+def check(reference: list[dict], converted: list[dict], thresholds: dict, label: str = "") -> dict:
     ref = {name: [s[name] for s in reference] for name in reference[0]}
     got = {name: [s[name] for s in converted if name in s] for name in converted[0]}
-    result = core.compare(ref, got, thresholds)
-    return result
+    return core.compare(ref, got, thresholds)
+
+
+def failure_line(result: dict) -> str:
+    return " | ".join(core.describe_failures(result))
 
 
 def raise_if_failed(result: dict, label: str) -> None:
     if result["passed"]:
         return
-    lines = core.describe_failures(result)
-    raise CheckFailed(f"host parity failed for {label}: " + " | ".join(lines),
-                      "inspect the model for ops that lose precision; loosen the profile's parity "
-                      "thresholds only if the difference is acceptable, or choose a higher precision")
+    raise ParityFailed(f"host parity failed for {label}: " + failure_line(result), HINT, {"host_parity": result})

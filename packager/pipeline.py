@@ -15,11 +15,11 @@ from pathlib import Path
 from agent.manifest import sha256_file
 
 from . import bundle, data, formats, hostbench, layout, passes, profiles, progress, routes, sources
-from . import parity as host_parity
 from .errors import SourceError, UsageError, short
 from .formats.base import BuildContext
 from .manifest import build_manifest, conversion_section
 from .passes.bind_inputs import drop_bound
+from .quant import recover
 from .specs import TensorSpec, parse_input_shapes
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class BuildOptions:
     command: str | None = None
     torchscript_mode: str | None = None     # auto | trace | script (TorchScript targets)
     profile_patch: dict | None = None       # deep-merged into the profile (edgepack tune's candidates)
+    diagnose: bool = False                  # keep the per-tensor table in the manifest (edgepack diagnose)
 
 
 @dataclass
@@ -214,22 +215,17 @@ def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
         if calib is not None:
             calib = [layout.to_model_layout(x, changes) for x in drop_bound(calib, bound, "calibration")]
         float_art = art
-        with progress.step(f"quantize {plan.precision}" + (f" {plan.mode}" if plan.mode else "")):
-            art = backend.quantize(art, plan, calib, ctx.folder("quantize"), prof)
-        warnings.extend(w for w in art.warnings if w not in warnings)
-
         # The vectors and the converted model take inputs in the model's layout (NHWC for a
         # channels-last TF-Lite model); the outputs stay the ORIGINAL model's.
         model_inputs = [layout.to_model_layout(x, changes) for x in drop_bound(ref_inputs, bound, "reference")]
-        log.info("host parity on %d samples", len(ref_inputs))
-        thresholds = prof.thresholds()
         settings = backend.runtime_settings(prof)
-        with progress.step("host parity"):
-            host_rt = host_parity.load_on_host(art, settings)
-            converted = host_parity.run_artifact(art, model_inputs, settings, rt=host_rt)
-        par = host_parity.check(ref_outputs, converted, thresholds, prof.name)
-        host_parity.raise_if_failed(par, f"{src.name} -> {backend.format.value} {prof.precision} "
-                                         f"(profile {prof.name})")
+        log.info("%s and host parity on %d samples", plan.precision, len(ref_inputs))
+        with progress.step(f"quantize {plan.precision}" + (f" {plan.mode}" if plan.mode else "") + " + host parity"):
+            done = recover.run(backend, art, plan, calib, ctx.folder("quantize"), prof, model_inputs, ref_outputs,
+                               settings, label=f"{src.name} -> {backend.format.value} {prof.precision} "
+                                               f"(profile {prof.name})", diagnose=opts.diagnose)
+        art, par, host_rt, thresholds = done.artifact, done.parity, done.runtime, done.thresholds
+        warnings.extend(w for w in art.warnings if w not in warnings)
 
         quant = dict(art.info) if plan.precision != "fp32" else {}
         if plan.precision == "int8":

@@ -14,7 +14,7 @@ import difflib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from . import typed
 from .errors import ProfileError
@@ -49,19 +49,36 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Quantization:
+    """int8 (and the float-fallback recovery); docs/QUANTIZATION.md."""
+
     mode: Literal["auto", "dynamic", "static"] = "auto"
     per_channel: bool = True
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_method: Literal["auto", "minmax", "entropy", "percentile"] = "auto"
     calibration_samples: int = field(default=32, metadata={"min": 1})
-    reduce_range: bool = False
+    reduce_range: Union[Literal["auto"], bool] = "auto"   # auto: on x86 build hosts without VNNI
+    activation_type: Literal["auto", "int8", "uint8"] = "auto"   # auto: uint8 for x86 targets (U8S8 kernels)
+    op_types: Union[Literal["auto"], tuple[str, ...]] = "auto"   # auto: every op, then Conv/MatMul/Gemm only
+    max_fallbacks: int = field(default=16, metadata={"min": 0, "hint": "0 = never leave a node in float"})
+    max_attempts: int = field(default=10, metadata={"min": 1})
+    search_seconds: float = field(default=900.0, metadata={"gt": 0})
+
+
+_COS = {"min": -1.0, "max": 1.0, "hint": "a cosine similarity: at most 1.0 (null = not checked)"}
+_TOL = {"min": 0.0, "hint": "a tolerance >= 0 (null = not checked)"}
+_SHARE = {"min": 0.0, "max": 1.0, "hint": "a share of positions, 0..1 (null = not checked)"}
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
-    cosine_min: Optional[float] = None
-    top1_min: Optional[float] = None
+    """What parity demands at one precision (agent/parity.py applies them, on the host and the device)."""
+
+    atol: Optional[float] = field(default=None, metadata=_TOL)
+    rtol: Optional[float] = field(default=None, metadata=_TOL)
+    cosine_min: Optional[float] = field(default=None, metadata=_COS)          # whole output, all samples
+    sample_cosine_min: Optional[float] = field(default=None, metadata=_COS)   # the worst single sample
+    slice_cosine_min: Optional[float] = field(default=None, metadata=_COS)    # the worst channel-axis slice
+    slice_atol: Optional[float] = field(default=None, metadata=_TOL)          # a slice this close passes anyway
+    top1_min: Optional[float] = field(default=None, metadata=_SHARE)          # classifier outputs only
 
     def to_dict(self) -> dict:
         return typed.to_dict(self)
@@ -73,6 +90,9 @@ class Parity:
     fp32: Thresholds = Thresholds()
     fp16: Thresholds = Thresholds()
     int8: Thresholds = Thresholds()
+    # outputs judged by top-1 agreement: auto = those a Softmax/LogSoftmax produces; or a list of names
+    classifier_outputs: Union[Literal["auto"], tuple[str, ...]] = "auto"
+    slice_axis: Optional[int] = None   # the channel axis of per-slice parity (default 1 for rank >= 3)
 
 
 @dataclass(frozen=True)

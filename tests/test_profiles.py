@@ -15,7 +15,8 @@ def test_every_shipped_profile_loads_and_resolves():
         assert prof.format in formats.names()
         assert prof.precision in profiles.PRECISIONS
         for prec in profiles.PRECISIONS:
-            assert set(prof.thresholds(prec)) == {"atol", "rtol", "cosine_min", "top1_min"}
+            assert set(prof.thresholds(prec)) == {"atol", "rtol", "cosine_min", "sample_cosine_min",
+                                                  "slice_cosine_min", "slice_atol", "top1_min"}
 
 
 def test_jetson_extends_base_and_keeps_provider_order():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import build, export, fleet, output, profiles, publish, report, selftest, tune
+from . import build, diagnose, export, fleet, output, profiles, publish, report, selftest, tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -21,7 +21,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks and
     output.setup_logging(debug, quiet)
 
 
-for _group in (profiles, build, selftest, tune, fleet, report, publish, export):
+for _group in (profiles, build, diagnose, selftest, tune, fleet, report, publish, export):
     _group.register(app)
 
 

@@ -45,8 +45,15 @@ def build(
                         name=name, version=version, budget_ms=budget, force=force, sign_key=sign_key,
                         torchscript_mode=torchscript_mode,
                         command=" ".join(["edgepack"] + sys.argv[1:]))
-    with live.build_display(as_json):  # the step that runs, on a terminal
-        result = guarded(do_build, opts, capture=True)  # signs inside the build; third-party output -> --debug log
+    failure: dict = {}
+    try:
+        with live.build_display(as_json):  # the step that runs, on a terminal
+            # signs inside the build; third-party output -> --debug log
+            result = guarded(_build, do_build, opts, failure, capture=True)
+    except typer.Exit:
+        if as_json and failure:   # every output, the recipes tried, the per-tensor table
+            print_json(failure)
+        raise
     archive_path = None
     if archive:
         from ..bundle import make_archive
@@ -58,20 +65,66 @@ def build(
         print_json({"bundle": str(result.bundle), "archive": str(archive_path) if archive_path else None,
                     "warnings": result.warnings, "manifest": m})
         return
-    rows = []
-    for o in m["host_parity"]["outputs"]:
-        rows.append([o["name"], "PASS" if o["passed"] else "FAIL", f"{o.get('max_abs', float('nan')):.3g}",
-                     f"{o.get('cosine', float('nan')):.6f}",
-                     f"{o['top1_agreement']:.3f}" if "top1_agreement" in o else "-"])
     echo(f"bundle   {result.bundle}")
     if archive_path:
         echo(f"archive  {archive_path}")
     quant = m.get("quantization") or {}
-    extra = f" ({quant.get('mode')}, calibration {quant.get('calibration')})" if m["precision"] == "int8" else ""
+    extra = (f" ({quant.get('recipe_label') or quant.get('mode')}, calibration {quant.get('calibration')})"
+             if m["precision"] == "int8" else "")
     echo(f"model    {m['format']} {m['precision']}{extra}, {m['model']['size']} bytes, profile {m['profile']['name']}")
+    for line in recipe_lines(quant):
+        echo(line)
     echo("host parity (original vs converted, %d samples):" % m["vectors"]["samples"])
-    echo(table(rows, ["OUTPUT", "RESULT", "MAX_ABS", "COSINE", "TOP1"]))
+    echo(parity_table(m["host_parity"]))
     echo(f"next:    edgepack selftest {result.bundle}")
+
+
+def _build(do_build, opts, failure: dict):
+    """The build; on a parity failure, its details (every output, the recipes tried, the per-tensor
+    table) are kept in `failure` for --json, printed once the capture of third-party output ended."""
+    from ..parity import ParityFailed
+
+    try:
+        return do_build(opts)
+    except ParityFailed as exc:
+        failure.update({"error": exc.one_line(), "exit_code": exc.exit_code, **exc.details})
+        raise
+
+
+def parity_table(parity: dict) -> str:
+    rows = []
+    for o in parity["outputs"]:
+        ws = o.get("worst_slice")
+        rows.append([o["name"], "PASS" if o["passed"] else "FAIL", f"{o.get('max_abs', float('nan')):.3g}",
+                     f"{o.get('cosine', float('nan')):.6f}",
+                     f"{o['worst_sample']['cosine']:.6f}" if "worst_sample" in o else "-",
+                     f"{ws['cosine']:.6f} (axis {ws['axis']} #{ws['index']})" if ws else "-",
+                     f"{o['top1_agreement']:.3f}" if "top1_agreement" in o else "-"])
+    return table(rows, ["OUTPUT", "RESULT", "MAX_ABS", "COSINE", "WORST SAMPLE", "WORST SLICE", "TOP1"])
+
+
+def recipe_lines(quant: dict) -> list[str]:
+    """The recipes measured (int8), the nodes left in float and what they cost."""
+    attempts = quant.get("attempts") or []
+    lines = []
+    if len(attempts) > 1 or quant.get("float_nodes"):
+        lines.append(f"recipes  {len(attempts)} measured in {quant.get('search_seconds') or 0:.1f} s:")
+        rows = []
+        for i, a in enumerate(attempts, 1):
+            result = "skipped" if "skipped" in a else "pass" if a.get("passed") else "fail"
+            rows.append([str(i), a.get("label", "?"), result,
+                         f"{a['score']:.5f}" if "score" in a else "-", f"{a.get('seconds', 0):.1f}",
+                         a.get("skipped") or a.get("error") or ""])
+        lines.append(table(rows, ["#", "RECIPE", "RESULT", "SCORE", "SECONDS", "NOTE"]))
+    nodes = quant.get("float_nodes") or []
+    if nodes:
+        cost = quant.get("fallback_cost") or {}
+        what = (f": {cost['with_fallbacks_ms']:.3f} vs {cost['full_int8_ms']:.3f} ms "
+                f"({(cost['latency_ratio'] - 1) * 100:+.0f} %), {cost['extra_bytes'] / 1024:+.0f} KiB vs full int8"
+                if cost else "")
+        lines.append(f"float    {len(nodes)} node{'s' if len(nodes) != 1 else ''} left in float{what}: "
+                     + ", ".join(nodes))
+    return lines
 
 
 def register(app: typer.Typer) -> None:

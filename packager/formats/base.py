@@ -47,9 +47,12 @@ class QuantPlan:
     mode: str | None = None             # int8: static | dynamic
     requested_mode: str | None = None   # what the profile asked for (auto, static, dynamic)
     per_channel: bool = True
-    reduce_range: bool = False
-    calibration_method: str = "minmax"
+    reduce_range: bool | str = False          # "auto" until packager/quant/recipes.py resolves it
+    calibration_method: str = "minmax"        # "auto" until resolved
     calibration_samples: int = 32
+    activation_type: str = "int8"             # int8 | uint8 (ONNX static: "auto" until resolved)
+    op_types: tuple[str, ...] | None = None   # int8: the op types to quantize (None: every one the tool can)
+    float_nodes: tuple[str, ...] = ()         # nodes left in float (the recovery's fallbacks)
 
     @property
     def needs_calibration(self) -> bool:
@@ -139,6 +142,20 @@ class Backend:
     def order_patch(self, order) -> dict:
         """The profile keys that pin an accelerator order."""
         return {"runtime": {self.order_setting: list(order)}}
+
+    def recipes(self, plan: QuantPlan, art: Artifact, profile: "Profile") -> list[QuantPlan]:
+        """The recipes to measure, in order (packager/quant/recover.py tries them)."""
+        return [plan]
+
+    def classifier_outputs(self, art: Artifact) -> set[str]:
+        """Outputs that are classifier scores (a Softmax/LogSoftmax produces them): top-1 applies."""
+        return set()
+
+    def tensor_errors(self, reference: Artifact, candidate: Artifact, samples: list[dict],
+                      workdir: Path) -> dict | None:
+        """Per-tensor error of `candidate` against `reference` (packager/quant/tensors.py shape), or
+        None where this format cannot match tensors by name."""
+        return None
 
     # -- files
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:

@@ -25,3 +25,93 @@ def test_parity_core_catches_nan_shape_and_dtype():
     b = np.array([[0.0, 0.9, 1.0]], np.float32)
     r = parity.compare({"y": [a]}, {"y": [b]}, {"top1_min": 1.0})
     assert r["outputs"][0]["top1_agreement"] == 0.0 and not r["passed"]
+
+
+INT8 = {"cosine_min": 0.98, "sample_cosine_min": 0.97, "slice_cosine_min": 0.95, "slice_atol": 0.05,
+        "top1_min": 0.9, "classifier_outputs": []}
+
+
+def _detections(rng, scores_scale=1.0):
+    """(1, 4 + 2, 100): box rows in pixels, two score rows in [0, 1] (class 1 ~absent)."""
+    y = np.empty((1, 6, 100), np.float32)
+    y[0, :4] = rng.uniform(0, 320, (4, 100))
+    y[0, 4] = rng.uniform(0, 0.8, 100) * scores_scale
+    y[0, 5] = rng.uniform(0, 0.01, 100)
+    return y
+
+
+def test_collapsed_score_rows_fail_while_the_whole_tensor_cosine_holds():
+    from agent import parity
+
+    rng = np.random.default_rng(0)
+    refs = [_detections(rng) for _ in range(4)]
+    gots = [r.copy() for r in refs]
+    for g in gots:
+        g[0, 4:] = 0.0                       # the scores are gone, the boxes are exact
+    out = parity.compare({"output0": refs}, {"output0": gots}, INT8)["outputs"][0]
+    assert out["cosine"] > 0.9999            # what a whole-tensor check alone would accept
+    assert not out["passed"]
+    assert out["worst_slice"]["index"] == 4 and out["worst_slice"]["cosine"] == 0.0
+    assert out["slices"] == 6 and out["slices_failed"] == 1   # row 5 is ~0 in the reference: within slice_atol
+    assert any("slices along axis 1" in f for f in out["failures"])
+
+
+def test_a_row_near_zero_in_the_reference_is_judged_by_slice_atol_not_cosine():
+    from agent import parity
+
+    rng = np.random.default_rng(1)
+    refs = [_detections(rng) for _ in range(4)]
+    gots = [r.copy() for r in refs]
+    for g in gots:
+        g[0, 5] = rng.uniform(0, 0.01, 100)  # noise on a class that is absent: cosine ~0.75, |diff| < 0.01
+    out = parity.compare({"output0": refs}, {"output0": gots}, INT8)["outputs"][0]
+    assert out["passed"], out["failures"]
+    row5 = parity.worst_slice(refs, gots, 1, {"slice_cosine_min": 0.95, "slice_atol": None})[0]
+    assert row5["index"] == 5 and row5["cosine"] < 0.95   # without slice_atol it would fail
+
+
+def test_top1_only_for_classifier_outputs():
+    from agent import parity
+
+    rng = np.random.default_rng(2)
+    emb = [rng.normal(0, 1, (1, 384)).astype(np.float32) for _ in range(4)]
+    noisy = [e + rng.normal(0, 0.05, e.shape).astype(np.float32) for e in emb]
+    th = dict(INT8, top1_min=1.0)
+    # a (batch, 384) sentence embedding is not a classifier: no top-1, whatever its arg-max does
+    out = parity.compare({"sentence_embedding": emb}, {"sentence_embedding": noisy}, th)["outputs"][0]
+    assert "top1_agreement" not in out and out["passed"]
+    # a declared classifier output gets it
+    logits = [np.array([[0.0, 1.0, 0.9]], np.float32)]
+    flipped = [np.array([[0.0, 0.9, 1.0]], np.float32)]
+    th = dict(th, classifier_outputs=["probs"], cosine_min=None, sample_cosine_min=None)
+    out = parity.compare({"probs": logits}, {"probs": flipped}, th)["outputs"][0]
+    assert out["top1_agreement"] == 0.0 and not out["passed"]
+    # per position of a (batch, steps, classes) CTC output
+    seq = [rng.normal(0, 1, (1, 10, 5)).astype(np.float32)]
+    out = parity.compare({"probs": seq}, {"probs": [seq[0].copy()]}, th)["outputs"][0]
+    assert out["top1_agreement"] == 1.0
+
+
+def test_bundles_without_classifier_outputs_keep_the_old_rule():
+    from agent import parity
+
+    a = [np.array([[0.0, 1.0, 0.9]], np.float32)]
+    b = [np.array([[0.0, 0.9, 1.0]], np.float32)]
+    out = parity.compare({"y": a}, {"y": b}, {"top1_min": 1.0})["outputs"][0]
+    assert out["top1_agreement"] == 0.0          # (batch, classes) without the key: judged as before
+
+
+def test_worst_sample_and_score():
+    from agent import parity
+
+    rng = np.random.default_rng(3)
+    refs = [rng.normal(0, 1, (1, 64)).astype(np.float32) for _ in range(5)]
+    gots = [r.copy() for r in refs]
+    gots[3] = gots[3] + rng.normal(0, 0.5, (1, 64)).astype(np.float32)   # one bad sentence
+    res = parity.compare({"e": refs}, {"e": gots}, INT8)
+    out = res["outputs"][0]
+    assert out["worst_sample"]["index"] == 3 and out["worst_sample"]["cosine"] < 0.97
+    assert out["cosine"] > out["worst_sample"]["cosine"]
+    assert any(f.startswith("sample 3 cosine") for f in out["failures"])
+    assert parity.score(res) == out["worst_sample"]["cosine"]
+    assert parity.score({"outputs": [{"name": "e", "passed": False, "failures": ["missing"]}]}) == -1.0

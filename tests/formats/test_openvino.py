@@ -35,7 +35,8 @@ def test_format_openvino_with_another_profiles_settings(tmp_path):
     res = build(f"{EXAMPLES}:mlp", "jetson", tmp_path, format="openvino")
     m = res.manifest
     assert m["format"] == "openvino" and m["precision"] == "fp16" and m["profile"]["name"] == "jetson"
-    assert m["parity"]["thresholds"] == m["profile"]["parity"]["fp16"]
+    fp16 = m["profile"]["parity"]["fp16"]   # the bundle's thresholds add what the build decided (classifier outputs)
+    assert {k: v for k, v in m["parity"]["thresholds"].items() if k in fp16} == fp16
     assert selftest(res.bundle)[1] == 0
 
 

@@ -33,12 +33,20 @@ class OnnxBackend(Backend):
         SourceKind.SAVEDMODEL: export.from_tensorflow,
     }
 
+    # edgepack tune's fixed recipes (one each, no search), beside the profile's own measured search.
+    _ONE = {"max_attempts": 1, "max_fallbacks": 0}
     tune_recipes = (
-        ("static per-channel minmax", {"mode": "static", "per_channel": True, "calibration_method": "minmax"}),
-        ("static per-tensor minmax", {"mode": "static", "per_channel": False, "calibration_method": "minmax"}),
-        ("static per-channel percentile", {"mode": "static", "per_channel": True, "calibration_method": "percentile"}),
-        ("dynamic per-channel", {"mode": "dynamic", "per_channel": True}),
-        ("dynamic per-tensor", {"mode": "dynamic", "per_channel": False}),
+        ("auto search (recipes + float fallback)", {"mode": "auto"}),
+        ("static per-channel minmax", {"mode": "static", "per_channel": True, "calibration_method": "minmax",
+                                       "op_types": "auto", **_ONE}),
+        ("static per-channel minmax, Conv/MatMul/Gemm", {"mode": "static", "per_channel": True,
+                                                         "calibration_method": "minmax",
+                                                         "op_types": ["Conv", "MatMul", "Gemm"], **_ONE}),
+        ("static per-tensor minmax", {"mode": "static", "per_channel": False, "calibration_method": "minmax", **_ONE}),
+        ("static per-channel percentile", {"mode": "static", "per_channel": True,
+                                           "calibration_method": "percentile", **_ONE}),
+        ("dynamic per-channel", {"mode": "dynamic", "per_channel": True, **_ONE}),
+        ("dynamic per-tensor", {"mode": "dynamic", "per_channel": False, **_ONE}),
     )
 
     def requirements(self, art: Artifact) -> dict:
@@ -57,6 +65,24 @@ class OnnxBackend(Backend):
         from . import quantize
 
         return quantize.run(art, plan, calibration, workdir)
+
+    def recipes(self, plan: QuantPlan, art: Artifact, profile) -> list[QuantPlan]:
+        from . import quantize
+
+        return quantize.recipes(plan, art, profile.quantization)
+
+    def classifier_outputs(self, art: Artifact) -> set[str]:
+        from ...quant import onnx_tensors
+
+        return onnx_tensors.softmax_outputs(art.path)
+
+    def tensor_errors(self, reference: Artifact, candidate: Artifact, samples, workdir: Path):
+        from ...quant import onnx_tensors
+        from . import quantize
+
+        pre = quantize.prepared_path(reference, workdir)   # the graph the int8 quantizer was given
+        ref = pre if candidate.precision == "int8" and pre.is_file() else reference.path
+        return onnx_tensors.compare(ref, candidate.path, samples, workdir, candidate.info.get("op_types"))
 
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         art = io.read(path, precision)

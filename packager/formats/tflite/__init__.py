@@ -70,6 +70,21 @@ class TfliteBackend(Backend):
                                        "tensorflow-cpu": need}, min_runtime_version=need)
         return out
 
+    def recipes(self, plan: QuantPlan, art: Artifact, profile) -> list[QuantPlan]:
+        from . import quantize
+
+        return quantize.recipes(plan)
+
+    def classifier_outputs(self, art: Artifact) -> set[str]:
+        from ...quant import tflite_tensors
+
+        return tflite_tensors.softmax_outputs(art.path)
+
+    def tensor_errors(self, reference: Artifact, candidate: Artifact, samples, workdir: Path):
+        from ...quant import tflite_tensors
+
+        return tflite_tensors.compare(reference.path, candidate.path, samples, workdir)
+
     def read(self, path: Path, precision: str, like: Artifact | None = None) -> Artifact:
         art = io.read(path, precision, [s.name for s in like.inputs] if like else None)
         return carry_io(art, like) if like is not None else art

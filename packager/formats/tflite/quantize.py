@@ -13,13 +13,16 @@ compiler did NOT run.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import ConversionError, short
+from ...quant.scratch import sandbox
 from ...quiet import quiet_stdout
 from .. import Artifact
 from ..base import QuantPlan, carry_io
@@ -60,8 +63,15 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
                     calibration_samples=len(calibration or []))
     else:
         raise ConversionError(f"unknown int8 mode '{mode}' for TF-Lite", "use int8-dynamic or int8-static")
+    for name in plan.float_nodes:   # the recovery's fallbacks: ops named by their output tensor
+        # the op scope ai-edge-quantizer matches is "out1;out2;...;" (its output tensor names)
+        qz.update_quantization_recipe(regex=f"^{re.escape(name)};",
+                                      operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                      algorithm_key=AlgorithmName.NO_QUANTIZE)
+    if plan.float_nodes:
+        info["float_nodes"] = list(plan.float_nodes)
     try:
-        with quiet_stdout():
+        with sandbox(workdir):   # its progress bars, prints and root-logger lines go to --debug
             cal = None
             if qz.need_calibration:
                 if not calibration:
@@ -70,7 +80,8 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
                 samples = [{n: np.asarray(s[n], dtype=ins[n]["dtype"]) for n in ins} for s in calibration]
                 cal = qz.calibrate({key: samples})
             result = qz.quantize(cal)
-            out = workdir / f"model.{precision}{'-' + mode if mode else ''}.tflite"
+            tag = f"-{len(plan.float_nodes)}f" if plan.float_nodes else ""
+            out = workdir / f"model.{precision}{'-' + mode if mode else ''}{tag}.tflite"
             result.export_model(str(out), overwrite=True)
     except ConversionError:
         raise
@@ -105,6 +116,15 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
             new = new.warn("edgetpu_compiler did NOT run: the bundle holds the int8 CPU model "
                            "(see manifest quantization.edgetpu_compiler)")
     return new
+
+
+def recipes(plan: QuantPlan) -> list[QuantPlan]:
+    """ai-edge-quantizer's int8 recipes calibrate with min/max and quantize weights channel-wise;
+    onnxruntime's reduce_range does not apply."""
+    if plan.precision != "int8":
+        return [plan]
+    return [dataclasses.replace(plan, calibration_method="minmax" if plan.mode == "static" else plan.calibration_method,
+                                reduce_range=False, per_channel=True)]
 
 
 def float_op_names(path: Path) -> list[str]:

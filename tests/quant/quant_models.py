@@ -1,0 +1,115 @@
+"""Tiny ONNX models built in the test, each with a known int8 weakness (no file from elsewhere)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _save(graph, path: Path, opset: int = 17) -> Path:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def sensitive_convnet(path: Path, channels: int = 8, size: int = 16, big: bool = False) -> Path:
+    """x -> conv1 -> relu -> conv2 -> relu -> conv3 -> y (1, 4, size, size).
+
+    conv2 is the planted bad node: conv1's output channel 0 is always 0 (a dead channel, bias -100
+    before the ReLU), and conv2 holds a weight of 50 on that dead channel in every output channel.
+    The weight multiplies zeros, so the float model does not care; int8 weights share one scale per
+    output channel, so 50/127 becomes the step and every other weight of conv2 (~0.1) rounds to 0 or
+    +-0.39: conv2's output is garbage. Leaving conv2 in float is the whole fix.
+    big: wider layers, so the file is over 2 MB (onnxruntime's quantizer writes external data then)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    c = 256 if big else channels
+    w1 = rng.normal(0, 0.3, (c, 3, 3, 3)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, c).astype(np.float32)
+    w1[0] = 0.0
+    b1[0] = -100.0                      # relu(conv1)[:, 0] == 0 always
+    w2 = rng.normal(0, 0.1, (c, c, 3, 3)).astype(np.float32)
+    w2[:, 0, 1, 1] = 50.0               # the planted outlier, on the dead channel
+    b2 = rng.normal(0, 0.1, c).astype(np.float32)
+    w3 = rng.normal(0, 0.3, (4, c, 1, 1)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (w3, "w3"))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Conv", ["r2", "w3"], ["y"], name="conv3")]
+    graph = helper.make_graph(nodes, "sensitive_convnet",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, size, size])], inits)
+    return _save(graph, path)
+
+
+def detector_head(path: Path, anchors: int = 64, classes: int = 2) -> Path:
+    """A detector's last step: Concat(boxes in pixels, sigmoid(class logits)) -> (1, 4 + classes, anchors).
+    Quantized as a whole, the Concat shares one int8 scale (~320/255) across boxes and scores: every
+    score rounds to 0 while the boxes, and the whole-tensor cosine, hold (what YOLOv8's int8 does)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    wb = rng.normal(0, 1, (4, 8)).astype(np.float32)
+    ws = rng.normal(0, 1, (classes, 8)).astype(np.float32)
+    inits = [numpy_helper.from_array(wb, "wb"), numpy_helper.from_array(ws, "ws"),
+             numpy_helper.from_array(np.array(80.0, np.float32), "stride"),
+             numpy_helper.from_array(np.array(160.0, np.float32), "offset")]
+    nodes = [helper.make_node("MatMul", ["wb", "feat"], ["b0"], name="box_mm"),
+             helper.make_node("Mul", ["b0", "stride"], ["b1"], name="box_scale"),
+             helper.make_node("Add", ["b1", "offset"], ["b2"], name="box_offset"),
+             helper.make_node("Unsqueeze", ["b2", "axes"], ["boxes"], name="box_unsq"),
+             helper.make_node("MatMul", ["ws", "feat"], ["s0"], name="cls_mm"),
+             helper.make_node("Sigmoid", ["s0"], ["s1"], name="cls_sigmoid"),
+             helper.make_node("Unsqueeze", ["s1", "axes"], ["scores"], name="cls_unsq"),
+             helper.make_node("Concat", ["boxes", "scores"], ["output0"], name="head_concat", axis=1)]
+    inits.append(numpy_helper.from_array(np.array([0], np.int64), "axes"))
+    graph = helper.make_graph(nodes, "detector_head",
+                              [helper.make_tensor_value_info("feat", TensorProto.FLOAT, [8, anchors])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT,
+                                                             [1, 4 + classes, anchors])], inits)
+    return _save(graph, path)
+
+
+def samples_npz(path: Path, name: str, shape: tuple, count: int, seed: int = 0) -> Path:
+    """`count` whole samples of one input, stacked on a new first axis."""
+    rng = np.random.default_rng(seed)
+    np.savez(path, **{name: rng.normal(0, 1, (count, *shape)).astype(np.float32)})
+    return path
+
+
+def profile_file(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / f"{name}.yaml"
+    p.write_text(f"name: {name}\n" + text)
+    return p
+
+
+def shape_inference_stopper(path: Path, features: int = 600, width: int = 1000) -> Path:
+    """x (batch, 600) -> MatMul (a 2.4 MB weight) -> com.microsoft ExpandDims -> Relu.
+    onnxruntime runs it; its symbolic shape inference does not know ExpandDims and stops
+    ("Incomplete symbolic shape inference"), and on the way out saves `sym_shape_infer_temp.onnx`
+    with a uuid-named `.data` file of the weights into the current directory."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    w = numpy_helper.from_array(rng.normal(0, 0.05, (features, width)).astype(np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
+             helper.make_node("ExpandDims", ["y", "axis"], ["e"], name="expand", domain="com.microsoft"),
+             helper.make_node("Relu", ["e"], ["out"], name="relu")]
+    graph = helper.make_graph(nodes, "stopper", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, "batch", width])],
+                              [w, numpy_helper.from_array(np.array(0, np.int32), "axis")])
+    import onnx
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path

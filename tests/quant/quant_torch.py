@@ -1,0 +1,32 @@
+"""PyTorch factories for the quantization tests (SOURCE = tests/quant/quant_torch.py:NAME)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SensitiveConvNet(nn.Module):
+    """The torch twin of quant_models.sensitive_convnet: conv2 holds a weight of 50 on an input
+    channel that is always 0, which ruins its per-channel int8 scale; only conv2 in float fixes it."""
+
+    def __init__(self, c: int = 8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv3 = nn.Conv2d(c, 4, 1, bias=False)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for conv, std in ((self.conv1, 0.3), (self.conv2, 0.1), (self.conv3, 0.3)):
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * std)
+                if conv.bias is not None:
+                    conv.bias.copy_(torch.randn(conv.bias.shape, generator=g) * 0.1)
+            self.conv1.weight[0] = 0.0
+            self.conv1.bias[0] = -100.0          # relu(conv1)[:, 0] == 0
+            self.conv2.weight[:, 0, 1, 1] = 50.0  # the planted outlier
+
+    def forward(self, x):
+        return self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
+
+
+def sensitive_convnet():
+    return SensitiveConvNet().eval(), (torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)),)

@@ -1,0 +1,53 @@
+"""TF-Lite int8 (ai-edge-quantizer) through the same loop: per-tensor table from its validation
+machinery, fallbacks as NO_QUANTIZE recipe entries, coral refusing fallbacks (the Edge TPU runs
+integer ops only)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from support import EXAMPLES, run_cli
+
+pytest.importorskip("ai_edge_quantizer")
+FACTORY = Path(__file__).resolve().parent / "quant_torch.py"
+
+
+def _build(source, profile, out, **kw):
+    from packager.pipeline import BuildOptions, build
+
+    return build(BuildOptions(source=str(source), profile=profile, out=out, force=True, **kw))
+
+
+@pytest.mark.slow
+def test_tflite_static_int8_falls_back_the_planted_conv(tmp_path):
+    res = _build(f"{FACTORY}:sensitive_convnet", "raspberry-pi", tmp_path, precision="int8-static")
+    q = res.manifest["quantization"]
+    assert q["attempts"][0]["passed"] is False
+    assert q["float_nodes"] and res.manifest["host_parity"]["passed"]
+    assert any("Conv2d" in n or "conv2" in n for n in q["float_nodes"]), q["float_nodes"]
+    assert q["recipe"]["calibration_method"] == "minmax" and q["recipe"]["reduce_range"] is False
+
+
+@pytest.mark.slow
+def test_coral_never_leaves_a_node_in_float_and_names_the_tensor(tmp_path):
+    p = run_cli("build", f"{FACTORY}:sensitive_convnet", "--profile", "coral", "--out", tmp_path / "out", "--json",
+                cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    line = [ln for ln in p.stderr.splitlines() if ln.startswith("edgepack: host parity failed")][0]
+    assert "first diverging tensor: node '" in line and "recipe tried" in line
+    d = json.loads(p.stdout)
+    assert len(d["attempts"]) == 1 and d["diagnosis"]["kind"] == "tflite-int8"
+
+
+@pytest.mark.slow
+def test_diagnose_a_tflite_int8_source(tmp_path):
+    p = run_cli("diagnose", f"{EXAMPLES}:tiny_cnn", "--profile", "raspberry-pi", "--precision", "int8-static",
+                "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["diagnosis"]["covered"] and d["diagnosis"]["kind"] == "tflite-int8"
+    ops = {r["op"] for r in d["diagnosis"]["rows"]}
+    assert "CONV_2D" in ops and "FULLY_CONNECTED" in ops
+    assert list(tmp_path.iterdir()) == []
