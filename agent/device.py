@@ -721,6 +721,8 @@ def cmd_lock(args):
         return 1
     answer = {"ok": True, "token": token, "root": root, "home": os.path.expanduser("~"),
               "python": sys.version.split()[0]}
+    if getattr(args, "facts", False):  # device-facts in the same process: one Python start less
+        answer["device_facts"] = facts()
     if getattr(args, "prepare", None):
         # An unchanged re-push ends here, in one round trip: `prepare` in the same process when the
         # release is already current. A new release is prepared later, after the host has checked
@@ -838,6 +840,7 @@ def register(subparsers):
     p.add_argument("--ttl", type=float, default=30.0, help="seconds without heartbeat to give up")
     p.add_argument("--holder")
     p.add_argument("--prepare", metavar="ID", help="also run `prepare --id ID` once locked, if ID is current")
+    p.add_argument("--facts", action="store_true", help="also answer with `device-facts`")
     for name, help_text, needs_id, locked, action, options in COMMANDS:
         p = add(name, _command(action, needs_id, locked), help_text, needs_id, lease=locked)
         for flag, kwargs in options:

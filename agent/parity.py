@@ -3,7 +3,9 @@
 The packager's host parity check imports this module too, so host and device judge alike.
 
 Thresholds (any may be None = not checked):
-  atol, rtol          every element must satisfy |got - ref| <= atol + rtol * |ref|
+  atol, rtol          every element must satisfy |got - ref| <= atol + rtol * |ref| ...
+  outside_share_max   ... except at most this share of the elements (fp16 of a 1.8-Mpixel
+                      probability map put 0.17% of its pixels 0.01-0.08 off, cosine 1.0000)
   cosine_min          cosine similarity of the flattened output (all samples together)
   sample_cosine_min   the worst single sample's cosine (a sentence, an image)
   slice_cosine_min    the worst slice along the output's channel axis (axis 1 of a rank >= 3
@@ -25,8 +27,8 @@ The report is additive: a new key never replaces an old one (older readers keep 
 """
 import numpy as np
 
-THRESHOLD_KEYS = ("atol", "rtol", "cosine_min", "sample_cosine_min", "slice_cosine_min", "slice_atol",
-                  "top1_min")
+THRESHOLD_KEYS = ("atol", "rtol", "outside_share_max", "cosine_min", "sample_cosine_min", "slice_cosine_min",
+                  "slice_atol", "top1_min")
 
 
 def is_classifier_like(shape):
@@ -128,7 +130,10 @@ def compare_output(name, refs, gots, thresholds):
         over = diff > allowed
         n_over = int(np.count_nonzero(over))
         result["elements_over_tolerance"] = n_over
-        if n_over:
+        share_max = thresholds.get("outside_share_max")
+        if n_over and share_max is not None and diff.size and n_over <= share_max * diff.size:
+            result["elements_over_tolerance_allowed"] = True   # a small share, as the profile allows
+        elif n_over:
             worst = int(np.argmax(diff - allowed))
             result["failures"].append(
                 "%d of %d elements outside atol=%s + rtol=%s*|ref| (worst |diff| %.3g where "

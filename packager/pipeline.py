@@ -111,8 +111,11 @@ def run_route(ctx: BuildContext, route: routes.Route) -> tuple:
     art, step_records, pass_records = None, [], []
     for i, step in enumerate(route.steps):
         log.info("converting: %s -> %s", step.source, step.target.value)
+        bound = (art.info.get("bound_inputs") if art is not None else None) or {}
         with progress.step(f"convert {step.source} -> {step.target.value}"):
             art = step.run(ctx) if step.exports else step.run(ctx, art)
+        if bound and "bound_inputs" not in art.info:   # inputs a pass made constants stay constants
+            art = art.with_info(bound_inputs=bound)
         step_records.append({**step.describe(), **art.info})
         following = formats.get(route.steps[i + 1].target) if i + 1 < len(route.steps) else None
         art, ran = passes.apply(ctx, art, following)

@@ -74,6 +74,7 @@ class Thresholds:
 
     atol: Optional[float] = field(default=None, metadata=_TOL)
     rtol: Optional[float] = field(default=None, metadata=_TOL)
+    outside_share_max: Optional[float] = field(default=None, metadata=_SHARE)  # share of elements atol/rtol may miss
     cosine_min: Optional[float] = field(default=None, metadata=_COS)          # whole output, all samples
     sample_cosine_min: Optional[float] = field(default=None, metadata=_COS)   # the worst single sample
     slice_cosine_min: Optional[float] = field(default=None, metadata=_COS)    # the worst channel-axis slice

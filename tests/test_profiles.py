@@ -15,7 +15,7 @@ def test_every_shipped_profile_loads_and_resolves():
         assert prof.format in formats.names()
         assert prof.precision in profiles.PRECISIONS
         for prec in profiles.PRECISIONS:
-            assert set(prof.thresholds(prec)) == {"atol", "rtol", "cosine_min", "sample_cosine_min",
+            assert set(prof.thresholds(prec)) == {"atol", "rtol", "outside_share_max", "cosine_min", "sample_cosine_min",
                                                   "slice_cosine_min", "slice_atol", "top1_min"}
 
 

@@ -127,6 +127,7 @@ class Device:
         self._beat: Optional[threading.Thread] = None
         self.agent_sent = 0  # commands that had to carry the whole device.py (its copy was missing)
         self.prepared: Optional[dict] = None  # `lock --prepare`'s answer
+        self.device_facts: Optional[dict] = None  # `lock --facts`'s answer
         self.prepare_error: Optional[str] = None
 
     def argv(self, command: str, *args: str, full: bool = False) -> list:
@@ -189,9 +190,10 @@ class Device:
     # -- the lock: held while the channel lives and heartbeats arrive
     def lock(self, ttl: float = LEASE_TTL_SECONDS, prepare: Optional[str] = None):
         """Take the device lock (and with `prepare`, run `prepare --id` in the same process:
-        its answer in `self.prepared`, its refusal in `self.prepare_error`)."""
+        its answer in `self.prepared`, its refusal in `self.prepare_error`; the device's facts come
+        with it, in `self.device_facts`)."""
         argv = ("lock", "--ttl", str(ttl), "--holder", holder_name()) + \
-            (("--prepare", prepare) if prepare else ())
+            (("--prepare", prepare, "--facts") if prepare else ())
         wait_s = min(60.0, self.timeout)
         proc = self.t.start(self.argv(*argv))
         data = self._lock_answer(proc, wait_s)
@@ -219,6 +221,7 @@ class Device:
                                 hint="wait for the other push to finish, then retry")
         self.lease_token, self.root, self._lease_proc = data["token"], data["root"], proc
         self.prepared, self.prepare_error = data.get("prepared"), data.get("prepare_error")
+        self.device_facts = data.get("device_facts")
         self._beat = threading.Thread(target=self._heartbeat, args=(ttl,), daemon=True)
         self._beat.start()
         return data

@@ -145,7 +145,7 @@ def _deliver(dev: Device, bundle: Bundle, opts: FleetOptions, connect: Connect,
     info = dev.prepared   # the lock prepared it in the same round trip only if it is already current
     if info is None:
         res.at("facts")  # before anything is sent or made: device.py's own facts (stdlib)
-        res.facts = dev.call("device-facts", lease=False)
+        res.facts = dict(dev.device_facts or dev.call("device-facts", lease=False))
         res.facts.pop("ok", None)
         check_facts(host, bundle, res.facts, opts, res)
         res.at("prepare")
@@ -167,9 +167,12 @@ def _deliver(dev: Device, bundle: Bundle, opts: FleetOptions, connect: Connect,
         res.reused_files = plan.get("present", 0) + plan.get("reused", 0)
         need = plan["need"]
         _upload(t, bundle, stage, [f for f in need if f.startswith("agent/")], res)
-        res.at("facts")  # the agent's facts add providers / delegates: before the model
-        res.facts = {**res.facts, **dev.facts(stage, bundle.manifest.get("runtime"))}
-        check_facts(host, bundle, res.facts, opts, res)
+        if compat.needs_of(bundle.manifest).get("providers"):
+            # Only the runtime can say which providers / delegates it has: the agent's facts
+            # (it imports numpy and the runtime), before the model is sent.
+            res.at("facts")
+            res.facts = {**res.facts, **dev.facts(stage, bundle.manifest.get("runtime"))}
+            check_facts(host, bundle, res.facts, opts, res)
         res.at("upload")
         _upload(t, bundle, stage, [f for f in need if not f.startswith("agent/")], res)
         if bundle.signed:

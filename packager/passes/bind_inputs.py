@@ -89,11 +89,12 @@ class BindInputs(Pass):
         return steering_scalars(graph.load(art.path))
 
     def wanted(self, ctx, art, opts, next_backend):
-        if next_backend is None or next_backend.format != Format.TFLITE:
+        if next_backend is None or next_backend.format not in (Format.TFLITE, Format.OPENVINO):
             return None
         names = self.candidates(art, opts)
         if names:
-            return (f"{next_backend.label} (onnx2tf) cannot take the If that {', '.join(names)} steer; "
+            tool = "onnx2tf" if next_backend.format == Format.TFLITE else "openvino.convert_model"
+            return (f"{next_backend.label} ({tool}) cannot take the If that {', '.join(names)} steer; "
                     "bound to the reference value so it folds")
         return None
 

@@ -106,7 +106,10 @@ def load_factory(ref: str, input_shapes: dict[str, list[int]], data: dict | None
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     name = clean_name(attr if attr not in ("make", "factory", "build", "model") else code_file.stem)
     note = shapes_note(names, input_shapes, data) if example is None else ""
-    return SourceModel(kind=SourceKind.TORCH, name=name, ref=ref, sha256=h.hexdigest(), inputs=tuple(inputs),
+    # A factory may hand back a ScriptModule (a scripted wrapper, a loaded .jit): it takes the
+    # TorchScript routes (torch.export, and so litert-torch, cannot read TorchScript).
+    kind = SourceKind.TORCHSCRIPT if isinstance(module, torch.jit.ScriptModule) else SourceKind.TORCH
+    return SourceModel(kind=kind, name=name, ref=ref, sha256=h.hexdigest(), inputs=tuple(inputs),
                        outputs=(), obj=module, runner=torch_runner(module, names), example=example,
                        notes=(f"torch {torch.__version__}",) + ((note,) if note else ()))
 

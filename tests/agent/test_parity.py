@@ -115,3 +115,20 @@ def test_worst_sample_and_score():
     assert any(f.startswith("sample 3 cosine") for f in out["failures"])
     assert parity.score(res) == out["worst_sample"]["cosine"]
     assert parity.score({"outputs": [{"name": "e", "passed": False, "failures": ["missing"]}]}) == -1.0
+
+
+def test_a_small_share_of_elements_outside_tolerance_passes_only_where_the_profile_allows():
+    from agent import parity
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((1, 1, 100, 100)).astype(np.float32)
+    got = ref.copy()
+    got.flat[:15] += 0.05                      # 0.15% of the elements 0.05 off, the rest exact
+    strict = {"atol": 1e-2, "rtol": 1e-2}
+    r = parity.compare({"map": [ref]}, {"map": [got]}, strict)
+    assert not r["passed"] and "15 of 10000 elements outside" in r["outputs"][0]["failures"][0]
+    r = parity.compare({"map": [ref]}, {"map": [got]}, dict(strict, outside_share_max=0.002))
+    assert r["passed"] and r["outputs"][0]["elements_over_tolerance"] == 15
+    got.flat[:30] += 0.05                      # 0.3%: more than the profile allows
+    r = parity.compare({"map": [ref]}, {"map": [got]}, dict(strict, outside_share_max=0.002))
+    assert not r["passed"]

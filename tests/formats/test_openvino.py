@@ -45,7 +45,7 @@ def test_onnx_and_torchscript_sources(tmp_path):
 
     onnx_res = build(f"{EXAMPLES}:tiny_cnn", "x86-cpu", tmp_path / "a")
     res = build(onnx_res.bundle / "model" / "model.onnx", "intel-cpu", tmp_path / "b")
-    assert [s["to"] for s in res.manifest["conversion"]["steps"]] == ["openvino"]
+    assert [s["to"] for s in res.manifest["conversion"]["steps"]] == ["onnx", "openvino"]
     assert selftest(res.bundle)[1] == 0
     from examples_loader import load_factory
 

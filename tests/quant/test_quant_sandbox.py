@@ -8,7 +8,7 @@ import os
 import quant_models as qm
 from support import run_cli
 
-THIRD_PARTY = ("Please consider", "pre-processing", "to be an initializer", "Quantization parameters for tensor",
+THIRD_PARTY = ("Please consider", "pre-processing skipped", "to be an initializer", "Quantization parameters for tensor",
                "sym_shape_infer", "WARNING:root")
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .. import Artifact, Format, SourceKind, register
+from .. import Artifact, Format, register
 from ..base import Backend, QuantPlan, carry_io
 from . import export, io
 
@@ -24,11 +24,15 @@ class OpenvinoBackend(Backend):
     runtime = "openvino"
     model_file = "model.xml"
     precisions = ("fp32", "fp16")
+    # convert_model needs known ranks inside (inlined) If branches: silero-vad failed at a Conv whose
+    # input rank was unknown until the sizes were fixed and the graph simplified. Fixed sizes also
+    # let the CPU plugin pick its kernels once.
+    needs_static_shapes = True
     options = OpenvinoOptions
     alternative = "ONNX: --profile x86-cpu (onnxruntime), or --format onnx"
     packages = ("openvino",)
-    exporters = {SourceKind.ONNX: export.from_onnx_source}
-    # PyTorch, TorchScript, ExportedProgram and TF sources go through their ONNX export (names kept).
+    # Every source goes through its ONNX artifact (an ONNX file as given), so the graph passes run
+    # before convert_model (bind-inputs folds an If that openvino cannot convert) and names are kept.
     converters = {Format.ONNX: export.from_onnx}
 
     def runtime_settings(self, profile) -> dict:

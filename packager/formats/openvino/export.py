@@ -41,10 +41,6 @@ def _convert(ctx: BuildContext, onnx_path: Path, like: Artifact | None) -> Artif
                              "seconds": round(time.perf_counter() - t0, 3)})
 
 
-def from_onnx_source(ctx: BuildContext) -> Artifact:
-    return _convert(ctx, Path(ctx.source.obj), None)
-
-
 def from_onnx(ctx: BuildContext, onnx_art: Artifact) -> Artifact:
     return _convert(ctx, onnx_art.path, onnx_art)
 

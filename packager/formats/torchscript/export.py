@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 def as_given(ctx: BuildContext) -> Artifact:
     """A TorchScript source is taken as it is."""
     out = ctx.workdir / "model.pt"
-    shutil.copyfile(ctx.source.path or ctx.source.ref, out)
+    given = ctx.source.path or Path(ctx.source.ref)
+    if given.is_file():
+        shutil.copyfile(given, out)
+    else:  # a factory that returned a ScriptModule
+        import torch
+
+        torch.jit.save(ctx.source.obj, str(out))
     return _artifact(ctx, out, {"route": "TorchScript (as given)"})
 
 
