@@ -18,7 +18,7 @@ DEVICE = AGENT / "device.py"
 
 # The protocol packager/fleet speaks: every command and the options it takes.
 EXPECTED = {
-    "lock": ["--holder", "--prepare", "--root", "--ttl"],
+    "lock": ["--facts", "--holder", "--prepare", "--root", "--ttl"],
     "status": ["--root"],
     "prepare": ["--holder", "--id", "--lease", "--root"],
     "plan": ["--holder", "--id", "--lease", "--root"],
