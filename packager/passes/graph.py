@@ -29,10 +29,10 @@ class Tolerance:
 _OUTPUTS: dict[str, list] = {}     # ORT outputs of a graph file on the build's example (one build's files)
 
 
-def load(path: Path):
+def load(path: Path, weights: bool = True):
     import onnx
 
-    return onnx.load(str(path))
+    return onnx.load(str(path), load_external_data=weights)
 
 
 def save(model, ctx, art: Artifact, tag: str) -> Path:
@@ -60,6 +60,34 @@ def counts(model) -> dict:
         ops[n.op_type] = ops.get(n.op_type, 0) + 1
     return {"nodes": len(model.graph.node), "initializers": len(model.graph.initializer),
             **{k: ops[k] for k in ("Constant", "Shape", "If", "Loop") if k in ops}}
+
+
+def graphs(model):
+    """The top graph and every If/Loop/Scan body inside it, depth first."""
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        yield g
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    stack.append(attr.g)
+                stack.extend(attr.graphs)
+
+
+def op_types(model) -> set[str]:
+    """Every op type in the model, bodies of If/Loop included."""
+    return {n.op_type for g in graphs(model) for n in g.node}
+
+
+def shared_initializers(model) -> list[str]:
+    """Initializer names defined in more than one graph (two If branches each holding one).
+    Valid ONNX, but onnxruntime's float16 converter asserts every name is unique model-wide."""
+    seen: dict[str, int] = {}
+    for g in graphs(model):
+        for init in g.initializer:
+            seen[init.name] = seen.get(init.name, 0) + 1
+    return sorted(name for name, n in seen.items() if n > 1)
 
 
 def opset(model) -> int:

@@ -41,7 +41,8 @@ class Simplify(Pass):
             return f"{next_backend.label} converts a folded, static graph best (onnxslim, as Ultralytics does)"
         if quantized_here(ctx, art, next_backend):
             return "int8: the quantizer wants weights and biases as initializers, not computed by nodes"
-        if is_bundle(ctx, art, next_backend) and ctx.profile.precision == "fp16":
+        if (is_bundle(ctx, art, next_backend) and ctx.profile.precision == "fp16"
+                and "BatchNormalization" in graph.op_types(graph.load(art.path, weights=False))):
             return ("fp16: BatchNormalization folded into its Conv first (an unfolded BN's scale and "
                     "variance lose their range in float16: PP-OCRv4 det measured cosine 0.88 at its first BN)")
         return None
@@ -60,6 +61,12 @@ class Simplify(Pass):
             return graph.kept(art, "simplify", f"onnxslim failed: {type(exc).__name__}: {short(exc, 200)}")
         if slim is None:
             return graph.kept(art, "simplify", "onnxslim returned no model")
+        shared = graph.shared_initializers(slim)
+        if shared and not graph.shared_initializers(model):
+            # measured on Silero VAD: onnxslim gives constants of both If branches one name, and
+            # onnxruntime's float16 converter then fails (AssertionError) on the duplicate
+            return graph.kept(art, "simplify", f"onnxslim defines {len(shared)} initializer(s) in more than one "
+                              f"If/Loop body under one name (e.g. {shared[0]!r}), which onnxruntime's tools refuse")
         out = graph.save(slim, ctx, art, "slim")
         refused, check = graph.checked(ctx, art, out, opts, "simplify", "simplified")
         if refused:

@@ -155,3 +155,58 @@ def test_pass_options_are_typed_in_profiles(tmp_path):
     with pytest.raises(ProfileError) as e:
         profiles.load(str(bad))
     assert "passes.opset.min_opset" in str(e.value) and "passes.simplify.atl" in str(e.value)
+
+
+def _branches_sharing_a_name(path):
+    """y = If(c) then x * k else x + k, each branch holding its own initializer 'k' (what onnxslim
+    writes for Silero VAD's two sample-rate branches)."""
+    def branch(name, op, value):
+        return helper.make_graph([helper.make_node(op, ["x", "k"], [name], name=f"{name}_{op}")], name, [],
+                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 8])],
+                                 [numpy_helper.from_array(np.array(value, np.float32), "k")])
+
+    g = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=branch("t", "Mul", 2.0),
+                                            else_branch=branch("e", "Add", 3.0), name="pick")], "shared",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return model
+
+
+def test_initializers_shared_by_if_branches_are_found_and_fp16_refuses_them(tmp_path):
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from packager.passes import graph
+
+    model = _branches_sharing_a_name(tmp_path / "shared.onnx")
+    assert graph.shared_initializers(model) == ["k"]
+    assert graph.op_types(model) == {"If", "Mul", "Add"}
+    with pytest.raises(AssertionError):           # why simplify must not hand such a graph on
+        convert_float_to_float16(model, keep_io_types=True)
+    assert graph.shared_initializers(onnx.load(str(foldable_graph(tmp_path / "m.onnx")))) == []
+
+
+def test_a_simplification_that_shares_names_across_branches_is_not_used(tmp_path, monkeypatch):
+    """A fake onnxslim (the real one does this to Silero VAD, tests/zoo) that returns a graph whose
+    If branches share an initializer name: the pass keeps the graph it got and says why."""
+    import onnxslim
+
+    shared = _branches_sharing_a_name(tmp_path / "shared.onnx")
+    monkeypatch.setattr(onnxslim, "slim", lambda model, *a, **k: shared)
+    src = foldable_graph(tmp_path / "m.onnx")
+    ctx = context(tmp_path, "raspberry-pi", EXAMPLE, src)
+    new, records = passes.apply(ctx, artifact(src, ctx), formats.get(Format.TFLITE))
+    slim = [r for r in records if r["name"] == "simplify"][0]
+    assert "more than one If/Loop body" in slim["changed"]["kept"] and "'k'" in slim["changed"]["kept"]
+    assert new.path.name.endswith(".static.onnx")
+
+
+def test_fp16_onnx_folds_batchnorm_only_where_there_is_one(tmp_path):
+    src = foldable_graph(tmp_path / "m.onnx")                  # no BatchNormalization
+    ctx = context(tmp_path, "jetson", EXAMPLE, src)
+    art = artifact(src, ctx)
+    new, records = passes.apply(ctx, art, None)
+    assert "simplify" not in [r["name"] for r in records] and new.path == art.path
