@@ -96,8 +96,9 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     out = tmp_path / "dist"
-    # A model whose forward() takes 0.3 s: the export after "converting" traces it, so the build
-    # is certainly still running when the signal arrives, however fast the machine.
+    # A model whose forward() takes 0.3 s: the reference run calls it eagerly on 8 samples (2.4 s),
+    # so the build is certainly still running when the signal arrives, however loaded the machine
+    # (the export later traces it once, and the traced graph has no sleep: too short a window).
     slow = tmp_path / "slow_model.py"
     slow.write_text("import time, torch\n"
                     "class Slow(torch.nn.Module):\n"
@@ -116,7 +117,7 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     seen = []
     for line in p.stderr:  # wait until the build is under way (temp folder made)
         seen.append(line)
-        if "converting" in line:
+        if "running the original model" in line:
             break
     time.sleep(0.1)
     p.send_signal(signal.SIGINT)
