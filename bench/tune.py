@@ -7,7 +7,9 @@ Every variant is measured the same way, by the bundle's own agent (`python3 -m a
 same probe) on the same target, in interleaved repetitions; accuracy is the agent's worst output cosine
 against the ORIGINAL model's outputs on the bundle's reference inputs. ORT's default models are put into
 the fp32 bundle in place of its model (re-hashed), so the agent opens them with the same settings.
-Goal: the pick is never slower than either peer at equal or better accuracy (ratio = peer / pick).
+Goal: the pick is never slower than either peer at equal or better accuracy (ratio = pick / peer p90: below 1,
+the pick is faster). Accuracy is compared by worst cosine: ORT's models sit in the fp32 bundle, whose verdict
+applies the fp32 thresholds (recorded as peer_passes_its_bundle_checks).
 """
 from __future__ import annotations
 
@@ -65,10 +67,13 @@ class _Reader:
 
 
 def _calibration(fp32_bundle: Path, calib_npz: Path | None, n: int) -> list[dict]:
-    if calib_npz:
-        with np.load(calib_npz) as d:
-            return [{k: d[k][i] if d[k].ndim > 1 else d[k][i:i + 1] for k in d.files} for i in range(min(n, len(d[d.files[0]])))]
     m = json.loads((fp32_bundle / "manifest.json").read_text())
+    if calib_npz:
+        rank = {s["name"]: len(s["shape"]) for s in m["inputs"]}
+        with np.load(calib_npz) as d:
+            # samples on axis 0: a whole sample (rank + 1) or one batch element (rank: batch axis put back)
+            return [{k: d[k][i] if d[k].ndim > rank.get(k, 0) else d[k][i:i + 1] for k in d.files}
+                    for i in range(min(n, len(d[d.files[0]])))]
     rng = np.random.default_rng(1)
     return [{s["name"]: rng.standard_normal([d if isinstance(d, int) else 1 for d in s["shape"]]).astype(s["dtype"])
              for s in m["inputs"]} for _ in range(n)]
@@ -181,12 +186,14 @@ def main(argv=None) -> int:
                         cos = min(m["cosine"] for m in got[name])
                         passed = all(m["passed"] for m in got[name])
                         fast = common.summary(pick_p90)["median"] <= common.summary(p90)["median"] * (1 + NOISE)
+                        # ORT's models sit in the fp32 bundle, whose verdict applies fp32 thresholds:
+                        # accuracy is compared by worst cosine against the original, for every variant
+                        accurate = pick_cos >= cos - 1e-4
                         res.row(group, f"p90 vs {name}", "ms", pick_p90, p90, name,
-                                ratio_value=common.ratio(common.summary(p90)["median"], common.summary(pick_p90)["median"]),
                                 goal=f"pick p90 ≤ peer × {1 + NOISE:.2f} at equal or better accuracy",
-                                met=bool(fast and pick_cos >= cos - 1e-4) if passed else None,
+                                met=bool(fast and accurate),
                                 extra={"pick": t.winner["label"], "pick_worst_cosine": pick_cos,
-                                       "peer_worst_cosine": cos, "peer_passes_profile": passed,
+                                       "peer_worst_cosine": cos, "peer_passes_its_bundle_checks": passed,
                                        "peer_why": got[name][0]["why"]})
                     for name, err in errors.items():
                         res.note(f"{group}: {name}: {err}")
