@@ -50,12 +50,16 @@ def tflite(model, out, shapes, inputs_npz, work):
             custom.append([name, p])
     kw = {"input_onnx_file_path": model, "output_folder_path": out, "not_use_onnxsim": True,
           "non_verbose": True, "custom_input_op_name_np_data_path": custom}
-    code = "import json, sys, onnx2tf; onnx2tf.convert(**json.loads(sys.argv[1]))"
+    # No network here: onnx2tf's sample-image download (unused when custom data is given) gets zeros,
+    # as in edgepack's own child (a user online downloads a 4 MB file once instead)
+    sys.path.insert(0, REPO)
+    from packager.formats.tflite.onnx2tf import NO_DOWNLOAD
+    code = "import json, sys, onnx2tf\n" + NO_DOWNLOAD + "\nonnx2tf.convert(**json.loads(sys.argv[1]))"
     py = os.path.join(REPO, ".venv-onnx2tf", "bin", "python")
     subprocess.run([py, "-c", code, json.dumps(kw)], check=True, cwd=work, stdout=subprocess.DEVNULL)
 
 
-def int8(model, out, calib_npz, recipe, work):
+def int8(model, out, calib_npz, recipe, work, shapes):
     import numpy as np
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -63,7 +67,9 @@ def int8(model, out, calib_npz, recipe, work):
     pre = os.path.join(work, "model.pre.onnx")
     quant_pre_process(model, pre, skip_symbolic_shape=False, auto_merge=True)
     with np.load(calib_npz) as d:
-        samples = [{k: d[k][i] for k in d.files} for i in range(len(d[d.files[0]]))]
+        # samples on axis 0: one batch element each when the array has the input's rank (edgepack's convention)
+        samples = [{k: d[k][i:i + 1] if d[k].ndim == len(shapes.get(k, ())) else d[k][i] for k in d.files}
+                   for i in range(len(d[d.files[0]]))]
     it = iter(samples)
 
     class Reader:
@@ -96,7 +102,7 @@ def main(argv):
         if a.route == "tflite":
             tflite(model, a.out, shapes, a.inputs, work)
         else:
-            int8(model, a.out, a.calibration, json.loads(a.recipe), work)
+            int8(model, a.out, a.calibration, json.loads(a.recipe), work, shapes)
     sys.stderr.write("plain build %.3f s in process\n" % (time.perf_counter() - T0))
     return 0
 
