@@ -68,12 +68,11 @@ class _Reader:
 
 def _calibration(fp32_bundle: Path, calib_npz: Path | None, n: int) -> list[dict]:
     m = json.loads((fp32_bundle / "manifest.json").read_text())
-    if calib_npz:
-        rank = {s["name"]: len(s["shape"]) for s in m["inputs"]}
-        with np.load(calib_npz) as d:
-            # samples on axis 0: a whole sample (rank + 1) or one batch element (rank: batch axis put back)
-            return [{k: d[k][i] if d[k].ndim > rank.get(k, 0) else d[k][i:i + 1] for k in d.files}
-                    for i in range(min(n, len(d[d.files[0]])))]
+    if calib_npz:   # read as `edgepack build --calibration` reads it (docs/DATA.md)
+        from packager.data import load_npz
+        from packager.specs import TensorSpec
+
+        return load_npz(calib_npz, [TensorSpec(**s) for s in m["inputs"]], "calibration", limit=n)
     rng = np.random.default_rng(1)
     return [{s["name"]: rng.standard_normal([d if isinstance(d, int) else 1 for d in s["shape"]]).astype(s["dtype"])
              for s in m["inputs"]} for _ in range(n)]

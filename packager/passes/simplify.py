@@ -66,7 +66,7 @@ class Simplify(Pass):
             # measured on Silero VAD: onnxslim gives constants of both If branches one name, and
             # onnxruntime's float16 converter then fails (AssertionError) on the duplicate
             return graph.kept(art, "simplify", f"onnxslim defines {len(shared)} initializer(s) in more than one "
-                              f"If/Loop body under one name (e.g. {shared[0]!r}), which onnxruntime's tools refuse")
+                              f"If/Loop body under one name (e.g. {shared[0]!r}), which onnxruntime's float16 converter refuses")
         out = graph.save(slim, ctx, art, "slim")
         refused, check = graph.checked(ctx, art, out, opts, "simplify", "simplified")
         if refused:
