@@ -66,35 +66,49 @@ def fan_out(hosts: list, one: Callable[[Host], DeviceResult], forks: int,
 
     pending, running = deque(hosts), {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts) or 1)))
-    try:
+
+    def loop():
+        """Start hosts as admission allows and collect results until none is pending or running."""
         while pending or running:
-            try:
-                while pending and len(running) < forks and not cancel.is_set():
-                    verdict = policy.admit(len(running))
-                    if verdict == WAIT and running:
-                        break
-                    if verdict not in (START, WAIT):  # a reason: skip every host not started
-                        while pending:
-                            skip(pending.popleft(), verdict)
-                        break
-                    host = pending.popleft()
-                    running[pool.submit(job, host)] = host
-                if cancel.is_set():
+            while pending and len(running) < forks and not cancel.is_set():
+                verdict = policy.admit(len(running))
+                if verdict == WAIT and running:
+                    break
+                if verdict not in (START, WAIT):  # a reason: skip every host not started
                     while pending:
-                        skip(pending.popleft(), INTERRUPTED)
-                if not running:
-                    continue
-                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-                for f in done:
-                    host = running.pop(f)
-                    results[host.name] = r = f.result()
-                    policy.record(r)
+                        skip(pending.popleft(), verdict)
+                    break
+                host = pending[0]
+                running[pool.submit(job, host)] = host
+                pending.popleft()
+            if cancel.is_set():
+                while pending:
+                    skip(pending.popleft(), INTERRUPTED)
+            if not running:
+                continue
+            done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            for f in done:
+                host = running[f]
+                results[host.name] = r = f.result()
+                running.pop(f)
+                policy.record(r)
+
+    finished = False
+    try:
+        while not finished:
+            try:
+                loop()
+                finished = True
             except KeyboardInterrupt:
-                # The in-flight devices see `cancel` within a fraction of a second, end their
-                # remote commands and clean up; a second Ctrl-C here is absorbed the same way.
+                # Wherever in the loop it lands (a measured flake: between two waits, outside a
+                # handler inside the loop, the pool then waited on a hung self-test): the devices in
+                # flight see `cancel` within a fraction of a second, end their remote commands and
+                # clean up, and the loop goes on collecting them; a second Ctrl-C is absorbed alike.
                 cancel.set()
                 out.interrupted = True
     finally:
+        if not finished:      # anything else escaping: the devices in flight still end and clean up
+            cancel.set()
         pool.shutdown(wait=True)
-    out.extend(results[h.name] for h in hosts)
+    out.extend(results.get(h.name) or DeviceResult.skipped(h.name, INTERRUPTED) for h in hosts)
     return out

@@ -50,3 +50,37 @@ def test_recording_keeps_every_error_on_the_device():
     assert res.status == "failed" and isinstance(res.error, KeyError)
     assert res.reason == "cam1: unexpected KeyError in upload: 'stage'"
     assert "--debug" in res.hint and res.seconds >= 0
+
+
+def test_ctrl_c_anywhere_in_the_fan_out_loop_ends_the_hosts_in_flight():
+    """A KeyboardInterrupt that lands in the main loop outside its wait (here: while a finished
+    host is recorded) still sets `cancel`, so the host still in flight ends instead of the pool
+    waiting on it, and every host has a result."""
+    import threading
+
+    from packager.fleet.fanout import Admission, fan_out
+    from packager.fleet.inventory import Host
+    from packager.fleet.results import DeviceResult
+
+    cancel = threading.Event()
+
+    class InterruptOnFirstRecord(Admission):
+        fired = False
+
+        def record(self, result):
+            if not self.fired:
+                self.fired = True
+                raise KeyboardInterrupt
+
+    def one(host):
+        if host.name == "slow":
+            assert cancel.wait(30), "cancel was never set: the pool would wait on this host"
+            return DeviceResult(host=host.name, reason="slow: stopped by signal")
+        return DeviceResult(host=host.name, status="activated")
+
+    hosts = [Host(name="fast", address="127.0.0.1"), Host(name="slow", address="127.0.0.1"),
+             Host(name="later", address="127.0.0.1")]
+    out = fan_out(hosts, one, forks=2, policy=InterruptOnFirstRecord(), cancel=cancel)
+    assert out.interrupted and cancel.is_set()
+    assert [r.host for r in out] == ["fast", "slow", "later"]
+    assert [r.status for r in out] == ["activated", "failed", "skipped"]
