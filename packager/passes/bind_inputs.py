@@ -22,7 +22,6 @@ import numpy as np
 
 from ..errors import DataError, short
 from ..formats import Format
-from ..quiet import quiet_stdout
 from . import Pass, graph
 
 
@@ -99,7 +98,6 @@ class BindInputs(Pass):
         return None
 
     def run(self, ctx, art, opts, next_backend=None):
-        import onnxslim
         from onnx import helper, numpy_helper
 
         names = [n for n in self.candidates(art, opts) if n in ctx.example]
@@ -115,8 +113,7 @@ class BindInputs(Pass):
             model.graph.initializer.append(numpy_helper.from_array(value, name))
             bound[name] = value.item() if value.ndim == 0 else value.tolist()
         try:
-            with quiet_stdout():
-                folded = onnxslim.slim(model)
+            folded, _ = graph.slim(model, next_backend)
         except Exception as exc:
             return graph.kept(art, "bind-inputs", f"onnxslim could not fold the bound graph: "
                               f"{type(exc).__name__}: {short(exc, 160)}")

@@ -80,6 +80,22 @@ def op_types(model) -> set[str]:
     return {n.op_type for g in graphs(model) for n in g.node}
 
 
+def slim(model, next_backend=None):
+    """onnxslim.slim as the passes call it. Before onnx2tf, chained Slices stay apart: onnxslim's
+    EliminationSlice merges x[:, :129, :] into one Slice over axes [0, 1, 2] (full ranges on 0 and 2),
+    and onnx2tf 1.29.24 maps such a Slice wrongly onto its channels-last tensor (Silero VAD's STFT
+    became an empty (1, 0, 258) tensor, measured); kept apart, onnxslim drops the no-op slices and
+    one 1-axis Slice remains. Returns (model, the fusion patterns skipped)."""
+    import onnxslim
+
+    from ..quiet import quiet_stdout
+
+    skip = ["EliminationSlice"] if next_backend is not None and next_backend.needs_static_shapes else []
+    with quiet_stdout():
+        out = onnxslim.slim(model, skip_fusion_patterns=skip) if skip else onnxslim.slim(model)
+    return out, skip
+
+
 def shared_initializers(model) -> list[str]:
     """Initializer names defined in more than one graph (two If branches each holding one).
     Valid ONNX, but onnxruntime's float16 converter asserts every name is unique model-wide."""

@@ -19,7 +19,6 @@ from typing import Literal, Union
 
 from ..errors import short
 from ..formats import Format
-from ..quiet import quiet_stdout
 from . import Pass, graph, is_bundle, quantized_here
 
 log = logging.getLogger(__name__)
@@ -55,8 +54,7 @@ class Simplify(Pass):
         model = graph.load(art.path)
         before = graph.counts(model)
         try:
-            with quiet_stdout():
-                slim = onnxslim.slim(model)
+            slim, skip = graph.slim(model, next_backend)
         except Exception as exc:
             return graph.kept(art, "simplify", f"onnxslim failed: {type(exc).__name__}: {short(exc, 200)}")
         if slim is None:
@@ -73,4 +71,6 @@ class Simplify(Pass):
             return refused
         changed = {"tool": f"onnxslim {onnxslim.__version__}", "before": before, "after": graph.counts(slim),
                    "check": check}
+        if skip:
+            changed["skipped_patterns"] = skip
         return graph.reread(out, art), changed

@@ -280,3 +280,28 @@ def test_onnx2tf_options_follow_the_graph():
     kw = onnx2tf_route.options(ctx, dynamic, {"Erf", "MatMul"})
     assert kw["batch_size"] == 1 and kw["replace_to_pseudo_operators"] == ["erf"]
     assert "keep_ncw_or_nchw_or_ncdhw_input_names" not in kw      # img turns NHWC, ids is 2-D
+
+
+def test_onnx2tf_leaves_recurrent_state_untouched_and_unrolls_the_rnn():
+    """A 3-D input that feeds no convolution (Silero's state [2, batch, 128]) keeps its layout
+    absolutely (-kat); transposed to 'NWC' its slices reached the LSTM as (hidden, batch). A 3-D
+    signal into a Conv1d keeps only its signature (-kt). A graph with an LSTM is unrolled (-eru):
+    no WHILE, which ai-edge-quantizer cannot calibrate and the Edge TPU cannot run."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from packager.formats import Artifact, Format
+    from packager.specs import TensorSpec
+
+    ctx = SimpleNamespace(example={"state": np.zeros((2, 1, 128), np.float32), "audio": np.zeros((1, 1, 640), np.float32)},
+                          layout={})
+    art = Artifact(Format.ONNX, REPO / "m.onnx", (TensorSpec("state", "float32", [2, 1, 128]),
+                                                  TensorSpec("audio", "float32", [1, 1, 640])), ())
+    kw = onnx2tf_route.options(ctx, art, {"Conv", "Gather", "LSTM"}, {"state": {"Gather"}, "audio": {"Conv"}})
+    assert kw["keep_shape_absolutely_input_names"] == ["state"]
+    assert kw["keep_ncw_or_nchw_or_ncdhw_input_names"] == ["audio"]
+    assert kw["enable_rnn_unroll"] is True
+    kw = onnx2tf_route.options(ctx, art, {"Conv"}, {"state": {"Conv"}, "audio": {"Conv"}})
+    assert "keep_shape_absolutely_input_names" not in kw and "enable_rnn_unroll" not in kw
+    assert kw["keep_ncw_or_nchw_or_ncdhw_input_names"] == ["state", "audio"]

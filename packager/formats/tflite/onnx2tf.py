@@ -30,8 +30,12 @@ fed edgepack's own example input (`custom_input_op_name_np_data_path`).
 
 Layout: onnx2tf turns 3-D/4-D/5-D channels-first inputs into channels-last. edgepack asks for that only
 for the inputs the route's layout plan names (ctx.layout: 4-D NCHW inputs under a `layout: NHWC`
-profile; recorded as `conversion.layout_changes`); every other input keeps its shape
-(`keep_ncw_or_nchw_or_ncdhw_input_names`).
+profile; recorded as `conversion.layout_changes`); every other input keeps its shape. An input that
+feeds a convolution or pooling keeps its signature while onnx2tf computes channels-last inside
+(`keep_ncw_or_nchw_or_ncdhw_input_names`); a 3-D input that feeds none (recurrent state
+`[layers, batch, hidden]`: Silero VAD) is not channels-first at all and is left untouched
+(`keep_shape_absolutely_input_names`): transposed to "NWC", its slices reached onnx2tf's LSTM as
+`(hidden, batch)` (`initial_state ... not compatible with cell.state_size`, measured).
 """
 from __future__ import annotations
 
@@ -60,6 +64,11 @@ REPO = Path(__file__).resolve().parents[3]
 VENV = Path(os.environ.get("EDGEPACK_ONNX2TF_VENV", REPO / ".venv-onnx2tf"))
 SETUP = "bash scripts/setup-onnx2tf.sh"
 TIMEOUT_S = float(os.environ.get("EDGEPACK_ONNX2TF_TIMEOUT", "900"))
+# ONNX ops that read a channels-first tensor as such (onnx2tf computes them channels-last)
+SPATIAL_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool",
+               "GlobalMaxPool", "BatchNormalization", "InstanceNormalization", "Resize", "DepthToSpace",
+               "SpaceToDepth"}
+RECURRENT_OPS = {"LSTM", "GRU", "RNN"}
 # ONNX op types onnx2tf can build from TF-Lite builtins instead of a Flex op, with the name its ops
 # look for in replace_to_pseudo_operators (lower case: onnx2tf 1.29.24's ops/Erf.py, ops/Gelu.py)
 PSEUDO_OPS = {"Erf": "erf", "Gelu": "gelu"}
@@ -101,11 +110,21 @@ if len(sys.argv) > 2:
     io = json.loads(sys.argv[2])
     import tensorflow as tf, tf_keras
     model = onnx2tf.convert(**kwargs, disable_model_save=True)
-    outs = io["outputs"]
+    outs, shapes = io["outputs"], io["output_shapes"]
+    def fit(name, t, want):
+        # onnx2tf can move a size-1 axis of an output (Silero's stateN (2, 1, 128) came out (1, 2, 128)):
+        # the same values in the same order, so a reshape back to the ONNX shape is exact
+        have = list(t.shape)
+        if want is None or have == want or None in have:
+            return t
+        if [d for d in have if d != 1] != [d for d in want if d != 1]:
+            return t
+        print("EDGEPACK_RESHAPED " + json.dumps([name, have, want]))
+        return tf.reshape(t, want)
     def serve(*inputs):
         got = model(inputs)
         got = list(got) if isinstance(got, (list, tuple)) else [got]
-        return {n: t for n, t in zip(outs, got)}
+        return {n: fit(n, t, w) for n, t, w in zip(outs, got, shapes)}
     archive = tf_keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serving_default", fn=serve,
@@ -151,18 +170,27 @@ def tool_versions() -> dict:
     return out
 
 
-def options(ctx: BuildContext, onnx_art: Artifact, graph_ops: set[str]) -> dict:
-    """onnx2tf.convert's keyword arguments, without the paths (the cache key holds these)."""
-    example, changes = ctx.example, ctx.layout
+def options(ctx: BuildContext, onnx_art: Artifact, graph_ops: set[str],
+            consumers: dict[str, set[str]] | None = None) -> dict:
+    """onnx2tf.convert's keyword arguments, without the paths (the cache key holds these).
+    consumers: {graph input: the op types that read it}."""
+    example, changes, consumers = ctx.example, ctx.layout, consumers or {}
     kwargs = {"non_verbose": True, "not_use_onnxsim": True}
-    keep = [s.name for s in onnx_art.inputs if s.name not in changes and len(s.shape) in (3, 4, 5)]
+    kept = [s for s in onnx_art.inputs if s.name not in changes and len(s.shape) in (3, 4, 5)]
+    untouched = [s.name for s in kept if len(s.shape) == 3 and s.name in consumers
+                 and not consumers[s.name] & SPATIAL_OPS]
+    keep = [s.name for s in kept if s.name not in untouched]
     if keep:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep
+    if untouched:
+        kwargs["keep_shape_absolutely_input_names"] = untouched
     symbolic_batch = [s.name for s in onnx_art.inputs if s.shape and not isinstance(s.shape[0], int)]
     if symbolic_batch:
         batch = {int(np.shape(example[n])[0]) for n in symbolic_batch if np.ndim(example[n])}
         if len(batch) == 1:
             kwargs["batch_size"] = batch.pop()          # -b: the Input ops take the example's batch
+    if graph_ops & RECURRENT_OPS:
+        kwargs["enable_rnn_unroll"] = True
     pseudo = sorted(name for op, name in PSEUDO_OPS.items() if op in graph_ops)
     if pseudo:
         kwargs["replace_to_pseudo_operators"] = pseudo
@@ -181,6 +209,7 @@ class Job:
     inputs: list[str]
     outputs: list[str]
     renamed: dict = field(default_factory=dict)     # node renames {new: old}
+    output_shapes: list = field(default_factory=list)   # the ONNX outputs' static shapes (None: symbolic)
 
     def call(self, folder: str, extra: dict | None = None, signature: bool = True) -> subprocess.CompletedProcess:
         kw = {"input_onnx_file_path": str(self.graph_file), "output_folder_path": str(self.work / folder),
@@ -188,6 +217,7 @@ class Job:
         argv = [str(self.py), "-c", _CHILD, json.dumps(kw)]
         if signature:
             argv.append(json.dumps({"inputs": self.inputs, "outputs": self.outputs,
+                                    "output_shapes": self.output_shapes or [None] * len(self.outputs),
                                     "saved_model": str(self.work / folder / "saved_model"),
                                     "tflite": str(self.work / folder / "model_float32.tflite")}))
         try:
@@ -217,7 +247,9 @@ def prepare(ctx: BuildContext, onnx_art: Artifact) -> Job:
     graph_ops = {n.op_type for n in model.graph.node}
     init = {i.name for i in model.graph.initializer}
     inputs = [i.name for i in model.graph.input if i.name not in init]
+    consumers = {name: {n.op_type for n in model.graph.node if name in n.input} for name in inputs}
     outputs = [o.name for o in model.graph.output]
+    output_shapes = [static_shape(o) for o in model.graph.output]
     del model
     # onnx2tf's dummy inference (its op-by-op shape and accuracy checks) gets edgepack's example
     # input for every input, in the ONNX layout, never a downloaded sample.
@@ -226,7 +258,15 @@ def prepare(ctx: BuildContext, onnx_art: Artifact) -> Job:
         p = work / f"input_{len(custom)}.npy"
         np.save(p, np.ascontiguousarray(ctx.example[name]))
         custom.append([name, str(p)])
-    return Job(require(), work, graph_file, custom, options(ctx, onnx_art, graph_ops), inputs, outputs, renamed)
+    return Job(require(), work, graph_file, custom, options(ctx, onnx_art, graph_ops, consumers), inputs, outputs, renamed,
+               output_shapes)
+
+
+def static_shape(value_info) -> list[int] | None:
+    dims = value_info.type.tensor_type.shape.dim
+    if not all(d.HasField("dim_value") for d in dims):
+        return None
+    return [int(d.dim_value) for d in dims]
 
 
 def cache_key(job: Job, ctx: BuildContext) -> str:
@@ -318,16 +358,21 @@ def _run(job: Job, out: Path) -> dict:
         raise ConversionError(f"ONNX -> TF-Lite (onnx2tf) failed: {failure}",
                               "use --format onnx (or intel-cpu's OpenVINO), which runs the graph as given; "
                               "--debug logs onnx2tf's output")
-    versions = {}
+    versions, reshaped = {}, []
     for line in proc.stdout.splitlines():
         if line.startswith("EDGEPACK_VERSIONS "):
             versions = json.loads(line.split(" ", 1)[1])
+        elif line.startswith("EDGEPACK_RESHAPED "):
+            name, have, want = json.loads(line.split(" ", 1)[1])
+            reshaped.append({"output": name, "onnx2tf_shape": have, "shape": want})
     shutil.copyfile(produced, out)
     info = {"route": "onnx2tf (isolated venv .venv-onnx2tf, subprocess, no network)",
             "seconds": round(seconds, 3), "toolchain": versions,
             "onnx2tf_options": {k: v for k, v in job.kwargs.items() if k != "non_verbose"}}
     if retried:
         info["onnx2tf_retried"] = retried
+    if reshaped:
+        info["outputs_reshaped"] = reshaped
     if job.renamed:
         info["renamed_nodes"] = len(job.renamed)
     return info
