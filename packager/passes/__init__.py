@@ -30,13 +30,17 @@ log = logging.getLogger(__name__)
 
 # The order they run in: a scalar that steers an If bound first (the If folds before anything reads
 # its branches' stale shapes), then sizes (the simplifier folds shape arithmetic only once sizes are
-# fixed), the opset before simplifying (the converter's new Constant inputs get folded), shape
-# inference last (on the graph the next step gets).
+# fixed), the opset before simplifying (the converter's new Constant inputs get folded), rewrites
+# before simplifying too (onnxslim folds their constant Mul/Add into the Conv before them), the
+# bias fold after it (onnxslim has made the bias an initializer), shape inference last (on the
+# graph the next step gets).
 PASS_MODULES = (
     "packager.passes.bind_inputs",
     "packager.passes.static_shapes",
     "packager.passes.opset",
+    "packager.passes.hard_sigmoid",
     "packager.passes.simplify",
+    "packager.passes.conv_bias",
     "packager.passes.shape_inference",
 )
 

@@ -1,0 +1,111 @@
+"""The rewrites before onnx2tf for int8 TF-Lite (hard-sigmoid, conv-bias) and simplify's Slice rule
+before onnx2tf, on small graphs made here: each runs only where it is needed, changes what it says,
+and keeps onnxruntime's numbers."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from passes_support import artifact, context, ort_run
+
+from packager import formats, passes
+from packager.formats import Format
+
+RNG = np.random.default_rng(3)
+X = {"x": RNG.normal(size=(1, 3, 8, 8)).astype(np.float32)}
+
+
+def _save(path, nodes, inits, out_shape, opset=12):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _ops(path):
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def _run(tmp_path, src, profile, example=X):
+    ctx = context(tmp_path, profile, example, src)
+    new, records = passes.apply(ctx, artifact(src, ctx), formats.get(Format.TFLITE))
+    return new, {r["name"]: r for r in records}
+
+
+def se_block(path):
+    """x -> Conv(3->3) -> HardSigmoid(alpha 0.2, beta 0.5) -> Mul(x): PP-LCNet's squeeze-excite gate."""
+    w = numpy_helper.from_array(RNG.normal(size=(3, 3, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("HardSigmoid", ["c"], ["g"], alpha=0.2, beta=0.5, name="gate"),
+             helper.make_node("Mul", ["x", "g"], ["y"], name="excite")]
+    return _save(path, nodes, [w], [1, 3, 8, 8])
+
+
+def test_hard_sigmoid_becomes_relu6_arithmetic_for_int8_tflite_only(tmp_path):
+    src = se_block(tmp_path / "se.onnx")
+    new, by = _run(tmp_path / "coral", src, "coral")
+    assert "hard-sigmoid" in by and by["hard-sigmoid"]["changed"]["rewritten"] == 1, by
+    ops = _ops(new.path)
+    assert "HardSigmoid" not in ops and "Clip" in ops, ops
+    np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0], rtol=1e-5, atol=1e-6)
+    _, fp32 = _run(tmp_path / "rpi", src, "raspberry-pi")        # fp32: RELU_0_TO_1 runs fine
+    assert "hard-sigmoid" not in fp32
+
+
+def upsample_head(path, channels=1):
+    """x -> ConvTranspose(3->C, stride 2, no bias) -> Add(b [1, C, 1, 1]): paddle2onnx's bias."""
+    w = numpy_helper.from_array(RNG.normal(size=(3, channels, 2, 2)).astype(np.float32), "w")
+    b = numpy_helper.from_array(RNG.normal(size=(1, channels, 1, 1)).astype(np.float32), "b")
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2], name="up"),
+             helper.make_node("Add", ["t", "b"], ["y"], name="bias")]
+    return _save(path, nodes, [w, b], [1, channels, 16, 16])
+
+
+def test_a_one_channel_bias_add_is_folded_for_int8_tflite(tmp_path):
+    src = upsample_head(tmp_path / "up.onnx")
+    new, by = _run(tmp_path / "coral", src, "coral")
+    assert by["conv-bias"]["changed"]["folded"] == ["up"], by
+    model = onnx.load(str(new.path))
+    assert [n.op_type for n in model.graph.node] == ["ConvTranspose"]
+    bias = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}[model.graph.node[0].input[2]]
+    assert bias.shape == (1,)                                   # 1-D, what ai-edge-quantizer needs
+    np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_onnxslim_leaves_the_one_channel_bias_add_that_conv_bias_folds(tmp_path):
+    """The reason the pass exists: onnxslim folds a C-channel bias Add, not a one-channel one. When
+    onnxslim learns it, this fails and conv-bias can go."""
+    one, _ = _run(tmp_path / "one", upsample_head(tmp_path / "one.onnx"), "raspberry-pi")
+    four, by = _run(tmp_path / "four", upsample_head(tmp_path / "four.onnx", channels=4), "raspberry-pi")
+    assert "Add" in _ops(one.path) and "Add" not in _ops(four.path)
+    assert "conv-bias" not in by
+
+
+def sliced(path):
+    """x[:, :2, :] as the torch exporter writes it: three chained one-axis Slices."""
+    big = np.iinfo(np.int64).max
+    consts, nodes, prev = [], [], "x"
+    for i, (start, end, axis) in enumerate([(0, big, 0), (0, 2, 1), (0, big, 2)]):
+        for key, v in (("s", start), ("e", end), ("a", axis)):
+            consts.append(numpy_helper.from_array(np.array([v], np.int64), f"{key}{i}"))
+        out = "y" if i == 2 else f"t{i}"
+        nodes.append(helper.make_node("Slice", [prev, f"s{i}", f"e{i}", f"a{i}"], [out], name=f"slice{i}"))
+        prev = out
+    nodes.insert(0, helper.make_node("Relu", ["x"], ["r"], name="relu"))
+    nodes[1].input[0] = "r"
+    return _save(path, nodes, consts, [1, 2, 8, 8], opset=13)
+
+
+def test_before_onnx2tf_chained_slices_stay_one_axis_each(tmp_path):
+    src = sliced(tmp_path / "s.onnx")
+    new, by = _run(tmp_path / "rpi", src, "raspberry-pi")
+    assert by["simplify"]["changed"]["skipped_patterns"] == ["EliminationSlice"]
+    model = onnx.load(str(new.path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    slices = [n for n in model.graph.node if n.op_type == "Slice"]
+    assert len(slices) == 1 and inits[slices[0].input[3]].tolist() == [1]   # the no-op slices are gone
+    np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0])
