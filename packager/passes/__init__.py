@@ -88,6 +88,11 @@ def quantized_here(ctx: "BuildContext", art: Artifact, next_backend: "Backend | 
     return is_bundle(ctx, art, next_backend) and ctx.profile.precision == "int8"
 
 
+def int8_tflite_next(ctx: "BuildContext", next_backend: "Backend | None") -> bool:
+    """onnx2tf comes next and its TF-Lite goes to int8 quantization (ai-edge-quantizer)."""
+    return next_backend is not None and next_backend.format == Format.TFLITE and ctx.profile.precision == "int8"
+
+
 @contextlib.contextmanager
 def working_dir(path):
     """Run with `path` as the current directory (restored on every exit path)."""

@@ -17,7 +17,7 @@ from typing import Literal, Union
 import numpy as np
 
 from ..formats import Format
-from . import Pass, graph
+from . import Pass, graph, int8_tflite_next
 
 CONVS = ("Conv", "ConvTranspose")
 
@@ -74,9 +74,7 @@ class ConvBias(Pass):
     summary = "fold a one-channel bias Add into its Conv/ConvTranspose before onnx2tf for int8 (1-D bias)"
 
     def wanted(self, ctx, art, opts, next_backend):
-        if next_backend is None or next_backend.format != Format.TFLITE or ctx.profile.precision != "int8":
-            return None
-        if not foldable(graph.load(art.path)):
+        if not int8_tflite_next(ctx, next_backend) or not foldable(graph.load(art.path)):
             return None
         return "int8 TF-Lite: ai-edge-quantizer needs a 1-D conv bias; onnxslim leaves one-channel bias Adds"
 

@@ -20,7 +20,7 @@ from typing import Literal, Union
 import numpy as np
 
 from ..formats import Format
-from . import Pass, graph
+from . import Pass, graph, int8_tflite_next
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,8 @@ class HardSigmoid(Pass):
     summary = "HardSigmoid as Clip(6*alpha*x + 6*beta, 0, 6) / 6 before onnx2tf for int8 (no float RELU_0_TO_1)"
 
     def wanted(self, ctx, art, opts, next_backend):
-        if next_backend is None or next_backend.format != Format.TFLITE or ctx.profile.precision != "int8":
-            return None
-        if "HardSigmoid" not in graph.op_types(graph.load(art.path, weights=False)):
+        if not int8_tflite_next(ctx, next_backend) or \
+                "HardSigmoid" not in graph.op_types(graph.load(art.path, weights=False)):
             return None
         return "int8 TF-Lite: onnx2tf's RELU_0_TO_1 has no int8 kernel in ai-edge-quantizer"
 
