@@ -80,6 +80,13 @@ def op_types(model) -> set[str]:
     return {n.op_type for g in graphs(model) for n in g.node}
 
 
+def attr(node, name: str, default=None):
+    """A node attribute's value (onnx.helper.get_attribute_value), or `default` when it is not set."""
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
 def slim(model, next_backend=None):
     """onnxslim.slim as the passes call it. Before onnx2tf, chained Slices stay apart: onnxslim's
     EliminationSlice merges x[:, :129, :] into one Slice over axes [0, 1, 2] (full ranges on 0 and 2),

@@ -28,13 +28,6 @@ class HardSigmoidOptions(graph.Tolerance):
     enabled: Union[Literal["auto"], bool] = "auto"
 
 
-def _attr(node, name: str, default: float) -> float:
-    for a in node.attribute:
-        if a.name == name:
-            return float(a.f)
-    return default
-
-
 class HardSigmoid(Pass):
     name = "hard-sigmoid"
     formats = (Format.ONNX,)
@@ -60,7 +53,7 @@ class HardSigmoid(Pass):
             if node.op_type != "HardSigmoid":
                 nodes.append(node)
                 continue
-            alpha, beta = _attr(node, "alpha", 0.2), _attr(node, "beta", 0.5)
+            alpha, beta = float(graph.attr(node, "alpha", 0.2)), float(graph.attr(node, "beta", 0.5))
             base = f"{node.name or node.output[0]}/hs"
             consts = {"scale": 6 * alpha, "shift": 6 * beta, "lo": 0.0, "hi": 6.0, "sixth": 1 / 6}
             for key, value in consts.items():

@@ -249,7 +249,6 @@ def prepare(ctx: BuildContext, onnx_art: Artifact) -> Job:
     inputs = [i.name for i in model.graph.input if i.name not in init]
     consumers = {name: {n.op_type for n in model.graph.node if name in n.input} for name in inputs}
     outputs = [o.name for o in model.graph.output]
-    output_shapes = [static_shape(o) for o in model.graph.output]
     del model
     # onnx2tf's dummy inference (its op-by-op shape and accuracy checks) gets edgepack's example
     # input for every input, in the ONNX layout, never a downloaded sample.
@@ -258,15 +257,9 @@ def prepare(ctx: BuildContext, onnx_art: Artifact) -> Job:
         p = work / f"input_{len(custom)}.npy"
         np.save(p, np.ascontiguousarray(ctx.example[name]))
         custom.append([name, str(p)])
+    output_shapes = [list(o.shape) if o.is_static else None for o in onnx_art.outputs]
     return Job(require(), work, graph_file, custom, options(ctx, onnx_art, graph_ops, consumers), inputs, outputs, renamed,
                output_shapes)
-
-
-def static_shape(value_info) -> list[int] | None:
-    dims = value_info.type.tensor_type.shape.dim
-    if not all(d.HasField("dim_value") for d in dims):
-        return None
-    return [int(d.dim_value) for d in dims]
 
 
 def cache_key(job: Job, ctx: BuildContext) -> str:
