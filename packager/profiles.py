@@ -59,6 +59,9 @@ class Quantization:
     activation_type: Literal["auto", "int8", "uint8"] = "auto"   # auto: uint8 for x86 targets (U8S8 kernels)
     op_types: Union[Literal["auto"], tuple[str, ...]] = "auto"   # auto: every op, then Conv/MatMul/Gemm only
     max_fallbacks: int = field(default=16, metadata={"min": 0, "hint": "0 = never leave a node in float"})
+    # ops at the END of the graph that may stay float when nothing else recovers parity: an Edge TPU
+    # runs every op after its first unsupported one on the CPU, so a float tail costs CPU time only
+    tail_fallbacks: int = field(default=0, metadata={"min": 0, "hint": "0 = no float tail"})
     max_attempts: int = field(default=10, metadata={"min": 1})
     search_seconds: float = field(default=900.0, metadata={"gt": 0})
 

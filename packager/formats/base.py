@@ -53,6 +53,7 @@ class QuantPlan:
     activation_type: str = "int8"             # int8 | uint8 (ONNX static: "auto" until resolved)
     op_types: tuple[str, ...] | None = None   # int8: the op types to quantize (None: every one the tool can)
     float_nodes: tuple[str, ...] = ()         # nodes left in float (the recovery's fallbacks)
+    float_tail: int = 0                       # of them, the last this many ops of the graph (a CPU tail)
 
     @property
     def needs_calibration(self) -> bool:

@@ -87,6 +87,8 @@ def label(plan: QuantPlan) -> str:
         if plan.reduce_range:
             parts.append("reduce-range")
         base = ", ".join(parts)
+    if plan.float_tail:
+        return base + f", float tail of {plan.float_tail}"
     return base + (f", {len(plan.float_nodes)} float" if plan.float_nodes else "")
 
 
@@ -101,6 +103,8 @@ def describe(plan: QuantPlan) -> dict:
             out["activation_type"] = plan.activation_type
     if plan.float_nodes:
         out["float_nodes"] = list(plan.float_nodes)
+    if plan.float_tail:
+        out["float_tail"] = plan.float_tail
     return out
 
 

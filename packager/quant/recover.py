@@ -212,12 +212,16 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
         chosen, other = _measure(s, costly, first=False)
         if other is not None and (best is None or other.score > best.score):
             best = other
+    if chosen is None and best is not None and profile.quantization.tail_fallbacks > 0:
+        chosen, best = _float_tail(s, best)
     if chosen is None:
         _fail(s, best, label, plan)
     if chosen.runtime is None:     # a trial measured earlier whose session was let go
         chosen.runtime = host_parity.load_on_host(chosen.art, settings)
     record = {"recipe": recipes.describe(chosen.plan), "recipe_label": recipes.label(chosen.plan),
               "float_nodes": list(chosen.plan.float_nodes), **decisions}
+    if chosen.plan.float_tail:
+        record["float_tail"] = chosen.plan.float_tail
     if plan.precision != "fp32":
         record["attempts"] = s.attempts + s.skipped
         record["search_seconds"] = round(s.elapsed(), 2)
@@ -285,10 +289,61 @@ def _fall_back(s: _Search, best: Trial, rounds: int | None = None) -> tuple[Tria
     return None, best
 
 
+TAIL_SHARE = 10             # a float tail holds at most 1/TAIL_SHARE of the graph's ops
+
+
+def tail_lengths(from_first: int | None, cap: int, total: int) -> list[int]:
+    """How many ops at the graph's end a float tail tries, in order: from the first diverging tensor
+    to the end, then twice as many ... up to the cap (and a tenth of the graph's `total` ops, so the
+    accelerator keeps the model); only the cap when that tensor lies earlier."""
+    cap = min(cap, total // TAIL_SHARE)
+    if cap <= 0:
+        return []
+    n = min(cap, max(1, from_first or 1))
+    out = [n]
+    while n < cap:
+        n = min(cap, n * 2)
+        out.append(n)
+    return out
+
+
+def _float_tail(s: _Search, best: Trial) -> tuple[Trial | None, Trial]:
+    """Leave the last ops of the graph (in execution order) in float: what an Edge TPU does with every
+    op after its first unsupported one. Tried last, when no fully integer recipe holds."""
+    cap_info = s.table(best)
+    if cap_info is None:
+        return None, best
+    order = [n.name for n in cap_info["nodes"]]
+    first = (cap_info["first"] or {}).get("node")
+    from_first = len(order) - order.index(first) if first in order else None
+    lengths = tail_lengths(from_first, s.profile.quantization.tail_fallbacks, len(order))
+    if not lengths:
+        log.info("no float tail: %d ops, a tail may hold at most a tenth of them", len(order))
+    for n in lengths:
+        tail = order[-n:]
+        plan = dataclasses.replace(best.plan, float_nodes=tuple(dict.fromkeys(best.plan.float_nodes + tuple(tail))),
+                                   float_tail=n)
+        stop = s.may_try(plan)
+        if stop:
+            s.skip(plan, stop)
+            break
+        where = (f"the first diverging tensor is {from_first} ops from the end" if from_first
+                 else "no diverging tensor named")
+        trial = s.attempt(plan, f"float tail: the last {n} ops ({where}; tail_fallbacks "
+                                f"{s.profile.quantization.tail_fallbacks})")
+        if trial is None:
+            break
+        if trial.score > best.score:
+            best = trial
+        if trial.parity["passed"]:
+            return trial, best
+    return None, best
+
+
 def _cost(s: _Search, chosen: Trial) -> dict | None:
     from .. import hostbench
 
-    full = s.plain.get(dataclasses.replace(chosen.plan, float_nodes=()))
+    full = s.plain.get(dataclasses.replace(chosen.plan, float_nodes=(), float_tail=0))
     if full is None:
         return None
     try:
@@ -328,8 +383,8 @@ def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:
             where = f"first diverging tensor: {tensors.describe(first)} | "
             if first.get("op") in ("Concat", "CONCATENATION") and (first.get("worst_slice") or {}).get("sqnr_db", 99) < 10:
                 hint = ("a Concat joins values of different ranges (boxes in pixels, scores in [0, 1]) under one "
-                        "int8 scale: leave it in float (quantization.max_fallbacks > 0; an Edge TPU cannot), or "
-                        "export the model with those parts as separate outputs")
+                        "int8 scale: leave it in float (quantization.max_fallbacks > 0, or at the graph's end "
+                        "quantization.tail_fallbacks > 0), or export the model with those parts as separate outputs")
         else:
             where = f"no per-tensor comparison for {best.art.format.value} {plan.precision} | "
     else:

@@ -146,3 +146,24 @@ def test_a_mask_of_float32_min_does_not_overflow_the_sums():
     got[0, 1] = big * 0.999
     acc.add("close", ref, got)
     assert acc.metrics("close")["sqnr_db"] == pytest.approx(60.0, abs=0.1)
+
+
+def test_a_float_tail_starts_at_the_first_diverging_tensor_and_stays_a_tenth_of_the_graph():
+    from packager.quant.recover import tail_lengths
+
+    assert tail_lengths(1, 4, 233) == [1, 2, 4]       # YOLOv8s: the output Concat, then longer tails
+    assert tail_lengths(3, 4, 233) == [3, 4]
+    assert tail_lengths(40, 4, 355) == [4]            # the tensor lies earlier: the longest tail once
+    assert tail_lengths(None, 4, 100) == [1, 2, 4]
+    assert tail_lengths(1, 4, 25) == [1, 2]           # at most a tenth of 25 ops
+    assert tail_lengths(1, 4, 9) == [] and tail_lengths(1, 0, 500) == []
+
+
+def test_the_cpu_tail_is_the_float_ops_after_the_last_integer_op():
+    from packager.formats.tflite.quantize import cpu_tail
+
+    ops = [("CONV_2D", "a", False), ("LOGISTIC", "b", False), ("CONCATENATION", "c", True), ("RESHAPE", "d", True)]
+    assert cpu_tail(ops) == ["CONCATENATION", "RESHAPE"]
+    mid = [("CONV_2D", "a", False), ("MUL", "b", True), ("CONV_2D", "c", False)]
+    assert cpu_tail(mid) == []                         # a float op between integer ones is no tail
+    assert cpu_tail([("CONV_2D", "a", False)]) == []

@@ -51,3 +51,28 @@ def test_diagnose_a_tflite_int8_source(tmp_path):
     ops = {r["op"] for r in d["diagnosis"]["rows"]}
     assert "CONV_2D" in ops and "FULLY_CONNECTED" in ops
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_coral_leaves_a_mixed_range_concat_as_a_float_tail(tmp_path):
+    """Boxes in pixels and scores in [0, 1] under one int8 scale: the score rows fail the slice check.
+    coral's tail_fallbacks lets the final Concat stay float (the Edge TPU leaves it to the CPU): the
+    build passes, records the tail and hands the output over in float32; with tail_fallbacks 0 it is
+    refused, naming the Concat."""
+    from quant_models import profile_file
+
+    res = _build(f"{FACTORY}:mixed_range_head", "coral", tmp_path / "tail")
+    q = res.manifest["quantization"]
+    assert q["attempts"][0]["passed"] is False
+    assert q["attempts"][0]["outputs"]["output"]["worst_slice"]["cosine"] < 0.95, q["attempts"][0]
+    assert q["float_tail"] >= 1 and q["recipe_label"].endswith(f"float tail of {q['float_tail']}")
+    assert any("CONCATENATION" in op for op in q["edgetpu_compiler"]["cpu_tail"]), q["edgetpu_compiler"]
+    assert q["io"]["output"]["dtype"] == "float32" and q["io"]["x"]["dtype"] == "int8", q["io"]
+    assert res.manifest["host_parity"]["passed"]
+    assert any("run on the CPU" in w for w in res.manifest["warnings"])
+
+    prof = profile_file(tmp_path, "coral-notail", "extends: coral\nquantization: {tail_fallbacks: 0}\n")
+    p = run_cli("build", f"{FACTORY}:mixed_range_head", "--profile", prof, "--out", tmp_path / "out", cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert "(CONCATENATION)" in line and "tail_fallbacks > 0" in line, line

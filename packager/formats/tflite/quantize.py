@@ -92,29 +92,7 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
     info["seconds"] = round(time.perf_counter() - t0, 3)
     new = carry_io(io.read(out, precision), art).replace(info=info)
     if mode == "static":
-        io_types = {s.name: {"dtype": s.dtype} for s in new.inputs + new.outputs}
-        info["io"] = io_types
-        float_ops = float_op_names(out)
-        info["float_ops"] = float_ops
-        want_io = opts.io_dtype
-        if want_io in ("int8", "uint8") and any(s.dtype != want_io for s in new.inputs + new.outputs):
-            raise ConversionError(f"profile wants {want_io} inputs and outputs, the quantized model has "
-                                  + ", ".join(f"{k}:{v['dtype']}" for k, v in io_types.items()),
-                                  "use a profile without quantization.io_dtype, or another source")
-        if opts.edgetpu_compile:
-            if float_ops:
-                raise ConversionError(f"the Edge TPU needs every op integer; these stay float after int8 "
-                                      f"quantization: {', '.join(sorted(set(float_ops)))}",
-                                      "replace those ops, or use the raspberry-pi profile (CPU int8 "
-                                      "tolerates float ops), or --format onnx")
-            info["edgetpu_compiler"] = {
-                "ran": False,
-                "note": "edgetpu_compiler is a separate step that edgepack did not run: this model is "
-                        "full-int8 and Edge-TPU-compatible in ops, but without compilation it runs on the "
-                        "CPU. Run `edgetpu_compiler model.tflite` on a machine that has it, then rebuild "
-                        "or re-sign the bundle"}
-            new = new.warn("edgetpu_compiler did NOT run: the bundle holds the int8 CPU model "
-                           "(see manifest quantization.edgetpu_compiler)")
+        new = _check_full_int8(new, out, plan, opts, info)
     return new
 
 
@@ -127,19 +105,73 @@ def recipes(plan: QuantPlan) -> list[QuantPlan]:
                                 reduce_range=False, per_channel=True)]
 
 
-def float_op_names(path: Path) -> list[str]:
-    """Ops that compute in float (a float32/float16 input or output), QUANTIZE/DEQUANTIZE aside."""
+def _check_full_int8(new: Artifact, path: Path, plan: QuantPlan, opts, info: dict) -> Artifact:
+    """Static int8: the I/O types the profile wants, and for an Edge TPU every op integer, or float
+    only in a tail after the last integer op (the compiler runs that part on the CPU)."""
+    ops = op_kinds(path)
+    float_ops = [op for op, _, is_float in ops if is_float]
+    info["io"] = io_types = {s.name: {"dtype": s.dtype} for s in new.inputs + new.outputs}
+    info["float_ops"] = float_ops
+    tail = cpu_tail(ops) if plan.float_tail else []
+    want_io = opts.io_dtype
+    if want_io in ("int8", "uint8"):
+        # a float tail hands its outputs over in float: the CPU computes them
+        wrong = [s for s in new.inputs + new.outputs
+                 if s.dtype != want_io and not (tail and s in new.outputs and s.dtype == "float32")]
+        if wrong:
+            raise ConversionError(f"profile wants {want_io} inputs and outputs, the quantized model has "
+                                  + ", ".join(f"{k}:{v['dtype']}" for k, v in io_types.items()),
+                                  "use a profile without quantization.io_dtype, or another source")
+    if not opts.edgetpu_compile:
+        return new
+    if float_ops and len(tail) != len(float_ops):
+        raise ConversionError(f"the Edge TPU needs every op integer; these stay float after int8 "
+                              f"quantization: {', '.join(sorted(set(float_ops)))}"
+                              + (" (not only after the last integer op)" if plan.float_tail else ""),
+                              "replace those ops, or use the raspberry-pi profile (CPU int8 "
+                              "tolerates float ops), or --format onnx")
+    info["edgetpu_compiler"] = {
+        "ran": False,
+        "note": "edgetpu_compiler is a separate step that edgepack did not run: this model is "
+                "full-int8 and Edge-TPU-compatible in ops, but without compilation it runs on the "
+                "CPU. Run `edgetpu_compiler model.tflite` on a machine that has it, then rebuild "
+                "or re-sign the bundle"}
+    if tail:
+        info["method"] += f"; the last {len(tail)} ops float, with float32 outputs"
+        info["edgetpu_compiler"]["cpu_tail"] = [f"{name} ({op})" for op, name, _ in ops[-len(tail):]]
+        info["edgetpu_compiler"]["note"] += (f"; the last {len(tail)} ops stay float: the compiler maps every "
+                                             "op before them to the Edge TPU and leaves them to the CPU")
+        new = new.warn(f"the last {len(tail)} ops stay float ({', '.join(sorted(set(tail)))}): on an Edge TPU they "
+                       "run on the CPU (manifest quantization.edgetpu_compiler.cpu_tail)")
+    return new.warn("edgetpu_compiler did NOT run: the bundle holds the int8 CPU model "
+                    "(see manifest quantization.edgetpu_compiler)")
+
+
+def op_kinds(path: Path) -> list[tuple[str, str, bool]]:
+    """(op type, first output tensor, computes in float) per op in execution order, QUANTIZE /
+    DEQUANTIZE aside; float = a float32/float16 input or output."""
     it = io.interpreter(path, plain_ops=True)
     try:
         ops = it._get_ops_details()  # noqa: SLF001 - the public API has no op listing
         tensors = {t["index"]: t for t in it.get_tensor_details()}
     except Exception:
         return []
-    names = []
+    out = []
     for op in ops:
         if op.get("op_name") in _BOUNDARY_OPS:
             continue
-        idx = [i for i in list(op.get("inputs", [])) + list(op.get("outputs", [])) if i >= 0]
-        if any(np.dtype(tensors[i]["dtype"]).kind == "f" for i in idx if i in tensors):
-            names.append(op.get("op_name"))
-    return names
+        idx = [i for i in list(op.get("inputs", [])) + list(op.get("outputs", [])) if i >= 0 and i in tensors]
+        outs = [tensors[i]["name"] for i in op.get("outputs", []) if i in tensors]
+        out.append((op.get("op_name"), outs[0] if outs else "", any(np.dtype(tensors[i]["dtype"]).kind == "f"
+                                                                       for i in idx)))
+    return out
+
+
+def cpu_tail(ops: list[tuple[str, str, bool]]) -> list[str]:
+    """The float ops after the last integer op (what an Edge TPU leaves to the CPU), by op type."""
+    n = 0
+    for _, _, is_float in reversed(ops):
+        if not is_float:
+            break
+        n += 1
+    return [op for op, _, _ in ops[len(ops) - n:]]
