@@ -365,6 +365,15 @@ def _diagnosis(s: _Search, trial: Trial) -> dict:
             **tensors.summary(cap["rows"], cap["first"], cap["floor_db"]), "rows": cap["rows"]}
 
 
+def _no_fallback_hint(profile) -> str:
+    tail = profile.quantization.tail_fallbacks
+    allowed = f"no node in float but a tail of at most {tail} final ops" if tail else "no node in float"
+    return (f"profile {profile.name} allows {allowed}, and this model does not hold int8 that way "
+            "(`edgepack diagnose` shows the error growing tensor by tensor); build it at a float precision "
+            "(--profile android: TF-Lite fp16, raspberry-pi: fp32) or for int8 that may leave nodes in float "
+            "(quantization.max_fallbacks > 0: x86-cpu-int8)")
+
+
 def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:
     tried = "; ".join(f"{a['label']}: " + (f"{a['score']:.4f}" if "score" in a else a.get("error", "error"))
                       for a in s.attempts)
@@ -385,6 +394,8 @@ def _fail(s: _Search, best: Trial | None, label: str, plan) -> None:
                 hint = ("a Concat joins values of different ranges (boxes in pixels, scores in [0, 1]) under one "
                         "int8 scale: leave it in float (quantization.max_fallbacks > 0, or at the graph's end "
                         "quantization.tail_fallbacks > 0), or export the model with those parts as separate outputs")
+            elif plan.precision == "int8" and s.profile.quantization.max_fallbacks == 0:
+                hint = _no_fallback_hint(s.profile)
         else:
             where = f"no per-tensor comparison for {best.art.format.value} {plan.precision} | "
     else:

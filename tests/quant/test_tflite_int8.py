@@ -37,6 +37,7 @@ def test_coral_never_leaves_a_node_in_float_and_names_the_tensor(tmp_path):
     assert p.returncode == 1, p.stderr
     line = [ln for ln in p.stderr.splitlines() if ln.startswith("edgepack: host parity failed")][0]
     assert "first diverging tensor: node '" in line and "recipe tried" in line
+    assert "(fix: profile coral allows no node in float" in line and "x86-cpu-int8" in line, line
     d = json.loads(p.stdout)
     assert len(d["attempts"]) == 1 and d["diagnosis"]["kind"] == "tflite-int8"
 
