@@ -22,7 +22,7 @@ from agent import parity as core
 from .. import parity as host_parity
 from ..errors import ConversionError, short
 from ..formats import Artifact
-from . import recipes, tensors
+from . import recipes, tail, tensors
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
         if other is not None and (best is None or other.score > best.score):
             best = other
     if chosen is None and best is not None and profile.quantization.tail_fallbacks > 0:
-        chosen, best = _float_tail(s, best)
+        chosen, best = tail.recover(s, best)
     if chosen is None:
         _fail(s, best, label, plan)
     if chosen.runtime is None:     # a trial measured earlier whose session was let go
@@ -286,57 +286,6 @@ def _fall_back(s: _Search, best: Trial, rounds: int | None = None) -> tuple[Tria
         if trial.parity["passed"]:
             return trial, best
         current = trial
-    return None, best
-
-
-TAIL_SHARE = 10             # a float tail holds at most 1/TAIL_SHARE of the graph's ops
-
-
-def tail_lengths(from_first: int | None, cap: int, total: int) -> list[int]:
-    """How many ops at the graph's end a float tail tries, in order: from the first diverging tensor
-    to the end, then twice as many ... up to the cap (and a tenth of the graph's `total` ops, so the
-    accelerator keeps the model); only the cap when that tensor lies earlier."""
-    cap = min(cap, total // TAIL_SHARE)
-    if cap <= 0:
-        return []
-    n = min(cap, max(1, from_first or 1))
-    out = [n]
-    while n < cap:
-        n = min(cap, n * 2)
-        out.append(n)
-    return out
-
-
-def _float_tail(s: _Search, best: Trial) -> tuple[Trial | None, Trial]:
-    """Leave the last ops of the graph (in execution order) in float: what an Edge TPU does with every
-    op after its first unsupported one. Tried last, when no fully integer recipe holds."""
-    cap_info = s.table(best)
-    if cap_info is None:
-        return None, best
-    order = [n.name for n in cap_info["nodes"]]
-    first = (cap_info["first"] or {}).get("node")
-    from_first = len(order) - order.index(first) if first in order else None
-    lengths = tail_lengths(from_first, s.profile.quantization.tail_fallbacks, len(order))
-    if not lengths:
-        log.info("no float tail: %d ops, a tail may hold at most a tenth of them", len(order))
-    for n in lengths:
-        tail = order[-n:]
-        plan = dataclasses.replace(best.plan, float_nodes=tuple(dict.fromkeys(best.plan.float_nodes + tuple(tail))),
-                                   float_tail=n)
-        stop = s.may_try(plan)
-        if stop:
-            s.skip(plan, stop)
-            break
-        where = (f"the first diverging tensor is {from_first} ops from the end" if from_first
-                 else "no diverging tensor named")
-        trial = s.attempt(plan, f"float tail: the last {n} ops ({where}; tail_fallbacks "
-                                f"{s.profile.quantization.tail_fallbacks})")
-        if trial is None:
-            break
-        if trial.score > best.score:
-            best = trial
-        if trial.parity["passed"]:
-            return trial, best
     return None, best
 
 

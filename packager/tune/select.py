@@ -31,6 +31,9 @@ def profile_patch(row: dict) -> dict:
     from ..profiles import _merge
 
     patch = _merge(copy.deepcopy(row["patch"]), formats.get(row["format"]).order_patch(row["order"]))
+    # pinned even when the profile's own recipe wins (its patch is empty): the tuned profile says what it builds
+    patch.setdefault("format", row["format"])
+    patch.setdefault("precision", row["precision"])
     patch.setdefault("runtime", {})["threads"] = row["threads"]
     return patch
 

@@ -149,7 +149,7 @@ def test_a_mask_of_float32_min_does_not_overflow_the_sums():
 
 
 def test_a_float_tail_starts_at_the_first_diverging_tensor_and_stays_a_tenth_of_the_graph():
-    from packager.quant.recover import tail_lengths
+    from packager.quant.tail import tail_lengths
 
     assert tail_lengths(1, 4, 233) == [1, 2, 4]       # YOLOv8s: the output Concat, then longer tails
     assert tail_lengths(3, 4, 233) == [3, 4]
