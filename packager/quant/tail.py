@@ -39,6 +39,8 @@ def recover(s, best):
     lengths = tail_lengths(from_first, s.profile.quantization.tail_fallbacks, len(order))
     if not lengths:
         log.info("no float tail: %d ops, a tail may hold at most a tenth of them", len(order))
+    where = (f"the first diverging tensor is {from_first} ops from the end" if from_first
+             else "no diverging tensor named")
     for n in lengths:
         tail = order[-n:]
         plan = dataclasses.replace(best.plan, float_nodes=tuple(dict.fromkeys(best.plan.float_nodes + tuple(tail))),
@@ -47,8 +49,6 @@ def recover(s, best):
         if stop:
             s.skip(plan, stop)
             break
-        where = (f"the first diverging tensor is {from_first} ops from the end" if from_first
-                 else "no diverging tensor named")
         trial = s.attempt(plan, f"float tail: the last {n} ops ({where}; tail_fallbacks "
                                 f"{s.profile.quantization.tail_fallbacks})")
         if trial is None:
