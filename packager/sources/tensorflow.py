@@ -1,6 +1,13 @@
 """Keras `.keras` files and TF SavedModel folders -> SourceModel (the serving_default signature).
 
 Keras files load with `safe_mode=True` (no lambda code); a SavedModel is a graph.
+
+A SavedModel that Keras 2 wrote with its optimizer (model.save(dir) after training, as most
+SavedModels from the TF 2.x years are: Spotify's Basic Pitch ships one) records the optimizer's
+slot variables in its object graph. TF >= 2.6 without Keras 2 revives that optimizer as a plain
+object and fails ("'_UserObject' object has no attribute 'add_slot'", tensorflow#52091, open since
+2021). The slots are training state: a copy of the SavedModel without them in its object graph
+loads, serves the same signature, and is what the converters read (recorded in the source notes).
 """
 from __future__ import annotations
 
@@ -73,13 +80,52 @@ def load_keras(path: Path, input_shapes) -> SourceModel:
                                notes=(f"keras {getattr(tf.keras, '__version__', '')}".strip(),) + src.notes)
 
 
+def _is_slot_bug(exc: Exception) -> bool:
+    return isinstance(exc, AttributeError) and ("add_slot" in str(exc) or "slot_variable" in str(exc))
+
+
+def without_optimizer_slots(path: Path) -> tuple[Path, int]:
+    """A temp copy of the SavedModel whose object graph lists no optimizer slot variables (the
+    variables and assets folders are linked, not copied), and how many slots it dropped."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((path / "saved_model.pb").read_bytes())
+    dropped = 0
+    for meta in sm.meta_graphs:
+        for node in meta.object_graph_def.nodes:
+            dropped += len(node.slot_variables)
+            del node.slot_variables[:]
+    out = Path(tempfile.mkdtemp(prefix="edgepack-savedmodel-")) / path.name
+    atexit.register(shutil.rmtree, str(out.parent), True)
+    out.mkdir()
+    (out / "saved_model.pb").write_bytes(sm.SerializeToString())
+    for sub in ("variables", "assets", "fingerprint.pb"):
+        if (path / sub).exists():
+            os.symlink(os.path.abspath(path / sub), out / sub)
+    return out, dropped
+
+
 def load_savedmodel(path: Path, input_shapes, ref: str | None = None,
                     kind: SourceKind = SourceKind.SAVEDMODEL) -> SourceModel:
     tf = _tf()
+    original, repaired = path, ()
     try:
-        loaded = tf.saved_model.load(str(path))
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:
+            if not _is_slot_bug(exc):
+                raise
+            path, dropped = without_optimizer_slots(path)
+            loaded = tf.saved_model.load(str(path))
+            repaired = (f"{dropped} optimizer slot variables left out (training state of a Keras 2 SavedModel, "
+                        "which TF >= 2.6 cannot revive without Keras 2; tensorflow#52091)",)
     except Exception as exc:
-        raise SourceError(f"'{path}' will not load as a TF SavedModel ({type(exc).__name__}: {short(exc)})",
+        raise SourceError(f"'{original}' will not load as a TF SavedModel ({type(exc).__name__}: {short(exc)})",
                           "save it again with tf.saved_model.save or model.export") from exc
     sigs = getattr(loaded, "signatures", {}) or {}
     if "serving_default" not in sigs:
@@ -100,10 +146,11 @@ def load_savedmodel(path: Path, input_shapes, ref: str | None = None,
         result = fn(**{n: tf.constant(feeds[n]) for n in names})
         return {k: result[k].numpy() for k in out_names}
 
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return SourceModel(kind=kind, name=clean_name(Path(ref or path).stem if ref else path.name), ref=ref or str(path),
-                       sha256=_tree_hash(path), inputs=tuple(specs), outputs=(), obj=Path(os.path.abspath(path)), runner=runner,
-                       notes=(f"tensorflow {tf.__version__}", f"SavedModel {size} bytes", "signature serving_default"))
+    size = sum(f.stat().st_size for f in original.rglob("*") if f.is_file())
+    return SourceModel(kind=kind, name=clean_name(Path(ref).stem if ref else original.name), ref=ref or str(original),
+                       sha256=_tree_hash(original), inputs=tuple(specs), outputs=(), obj=Path(os.path.abspath(path)),
+                       runner=runner, notes=(f"tensorflow {tf.__version__}", f"SavedModel {size} bytes",
+                                             "signature serving_default") + repaired)
 
 
 def _tree_hash(path: Path) -> str:

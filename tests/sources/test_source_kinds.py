@@ -150,6 +150,46 @@ def test_savedmodel_source_and_missing_signature(tmp_path):
     assert "serving_default" in e.value.message
 
 
+def _savedmodel_with_optimizer_slots(path):
+    """What Keras 2's model.save(dir) after training writes (Spotify's Basic Pitch ships one): slot
+    variables of an optimizer in the object graph, and a constant the signature captures."""
+    import tensorflow as tf
+
+    class Trained(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.random.stateless_normal((12, 3), seed=(1, 2)))
+            self.kernel = tf.constant(tf.random.stateless_normal((3,), seed=(3, 4)))   # a captured constant
+            self.opt = tf.compat.v1.train.AdamOptimizer(0.1)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 12], tf.float32, name="features")],
+                     autograph=False)
+        def serve(self, features):
+            return {"y": tf.nn.relu(tf.matmul(features, self.w)) * self.kernel}
+
+    m = Trained()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(m.serve(tf.ones((1, 12)))["y"])
+    m.opt.apply_gradients(zip(tape.gradient(loss, [m.w]), [m.w]))
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return path
+
+
+@tf_needed
+@pytest.mark.parametrize("profile", ["x86-cpu", "raspberry-pi"])   # tf2onnx, TFLiteConverter
+def test_savedmodel_with_optimizer_slots_loads(tmp_path, profile):
+    import tensorflow as tf
+
+    sm = _savedmodel_with_optimizer_slots(tmp_path / "sm")
+    with pytest.raises(AttributeError, match="add_slot"):   # the TF bug this works around
+        tf.saved_model.load(str(sm))
+    res = build(sm, profile, tmp_path / "out")
+    assert any("2 optimizer slot variables left out" in n for n in res.manifest["provenance"]["source"]["notes"]), \
+        res.manifest["provenance"]["source"]["notes"]
+    assert [i["name"] for i in res.manifest["inputs"]] == ["features"]
+    assert selftest(res.bundle)[1] == 0
+    assert sorted(p.name for p in sm.iterdir()) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+
+
 @tf_needed
 def test_not_a_keras_file(tmp_path):
     bad = tmp_path / "fake.keras"

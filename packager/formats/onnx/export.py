@@ -142,12 +142,15 @@ def _export_hint(exc: Exception) -> str:
 
 
 def from_tensorflow(ctx: BuildContext) -> Artifact:
-    """Keras `.keras` / TF SavedModel -> ONNX through tf2onnx (serving_default signature)."""
+    """Keras `.keras` / TF SavedModel -> ONNX through tf2onnx (serving_default signature), loaded the
+    way its `--saved-model` command line loads one (tf_loader.from_saved_model): that freezes the
+    signature's captured constants too (Basic Pitch's CQT kernels), which a traced wrapper left as
+    graph inputs."""
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
         import tf2onnx
+        from tf2onnx import tf_loader
     except ImportError as exc:
         raise ConversionError(f"Keras/SavedModel -> ONNX needs tensorflow and tf2onnx ({exc})",
                               "pip install -r requirements-tf.txt") from exc
@@ -156,39 +159,23 @@ def from_tensorflow(ctx: BuildContext) -> Artifact:
     opset = ctx.profile.format_options("onnx").opset
     out = ctx.folder("onnx") / "model.onnx"
     t0 = time.perf_counter()
-    loaded = tf.saved_model.load(str(ctx.source.obj))   # keep it referenced: fn uses its variables
-    fn = loaded.signatures["serving_default"]
-    _, kw = fn.structured_input_signature
     names = ctx.source.input_names
-    spec = [tf.TensorSpec(kw[n].shape, kw[n].dtype, name=n) for n in names]
-    out_names = sorted(fn.structured_outputs)
-
-    @tf.function(input_signature=spec)
-    def call(*args):
-        result = fn(**dict(zip(names, args)))
-        return {k: tf.identity(result[k], name=k) for k in out_names}
-
     try:
         with quiet_stdout():
-            model_proto, _ = tf2onnx.convert.from_function(call, input_signature=spec, opset=opset, output_path=None)
+            graph_def, ins, outs, renames = tf_loader.from_saved_model(
+                str(ctx.source.obj), None, None, tag="serve", signatures=["serving_default"],
+                return_tensors_to_rename=True)
+            model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=ins, output_names=outs,
+                                                            opset=opset, tensors_to_rename=renames)
     except Exception as exc:
         raise ConversionError(f"SavedModel -> ONNX (tf2onnx) failed: {type(exc).__name__}: {short(exc)}",
                               "use --format tflite (TFLiteConverter), or a lower --precision / opset") from exc
-    _rename_io(model_proto, names, out_names)
+    got = sorted(i.name for i in model_proto.graph.input)
+    if got != sorted(names):
+        raise ConversionError(f"SavedModel -> ONNX (tf2onnx) gave the inputs {got}, the signature has {sorted(names)}",
+                              "use --format tflite (TFLiteConverter)")
     onnx.save_model(model_proto, str(out), save_as_external_data=False)
     return _from_file(ctx, out, {"route": f"tf2onnx {tf2onnx.__version__} (serving_default)",
                                  "seconds": round(time.perf_counter() - t0, 3)})
 
 
-def _rename_io(model_proto, names: list[str], out_names: list[str]) -> None:
-    """tf2onnx names tensors after the graph (`x:0`): use the signature's input and output names."""
-    renames = {o.name: k for o, k in zip(model_proto.graph.output, out_names)}
-    for node in model_proto.graph.node:
-        node.output[:] = [renames.get(x, x) for x in node.output]
-        node.input[:] = [renames.get(x, x) for x in node.input]
-    for o in model_proto.graph.output:
-        o.name = renames.get(o.name, o.name)
-    for i in model_proto.graph.input:
-        i.name = i.name.split(":")[0]
-    for node in model_proto.graph.node:
-        node.input[:] = [x.split(":")[0] if x.split(":")[0] in names and x.endswith(":0") else x for x in node.input]
