@@ -30,11 +30,11 @@ def diagnose(
 
     guarded(diag.check_source_args, source, profile)
     if diag.is_bundle(source) and not profile:
-        result = guarded(diag.diagnose_bundle, Path(source))
+        result = guarded(diag.diagnose_bundle, Path(source), capture=True)
     else:
         opts = BuildOptions(source=source, profile=profile, format=fmt, precision=precision,
                             input_shapes=list(input_shape or []), inputs=inputs, calibration=calibration)
-        result = guarded(diag.diagnose, opts)
+        result = guarded(diag.diagnose, opts, capture=True)
     if as_json:
         print_json(result)
     else:

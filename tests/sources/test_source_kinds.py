@@ -191,6 +191,18 @@ def test_savedmodel_with_optimizer_slots_loads(tmp_path, profile):
 
 
 @tf_needed
+def test_diagnose_of_a_tensorflow_source_keeps_tensorflow_quiet(tmp_path):
+    from support import run_cli
+
+    sm = _savedmodel_with_optimizer_slots(tmp_path / "sm")
+    p = run_cli("diagnose", sm, "--profile", "jetson", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "outputs" in p.stdout
+    noise = [line for line in p.stderr.splitlines() if not line.startswith("edgepack")]
+    assert noise == [], noise          # TensorFlow's absl banner went to the --debug log
+
+
+@tf_needed
 def test_not_a_keras_file(tmp_path):
     bad = tmp_path / "fake.keras"
     bad.write_text("hello")
