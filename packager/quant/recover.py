@@ -271,12 +271,18 @@ def _fall_back(s: _Search, best: Trial, rounds: int | None = None) -> tuple[Tria
             break
         want = _next_count(len(have), cap) - len(have)
         new = [r["node"] for r in ranked[:want]]
+        if current.plan.precision == "fp16":    # float16 loses range: what feeds a log goes back with it
+            for name in list(new):
+                new += [c for c in tensors.input_chain(name, cap_info["nodes"], cap_info["candidates"])
+                        if c not in have and c not in new]
         plan = dataclasses.replace(current.plan, float_nodes=tuple(have + new))
         stop = s.may_try(plan)
         if stop:
             s.skip(plan, stop)
             break
         why = "fallback: " + ", ".join(f"{r['node']} ({r['op']}, -{r['jump_db']:g} dB)" for r in ranked[:want])
+        if len(new) > want:
+            why += f"; with the {len(new) - want} element-wise nodes that compute a log's or root's input"
         trial = s.attempt(plan, why)
         if trial is None:
             break

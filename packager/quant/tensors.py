@@ -272,6 +272,38 @@ def rank_nodes(nodes: list[Node], rows: list[dict], candidates: set[str], done: 
     return ranked
 
 
+# Ops that turn a small relative error of one input into a large one of their output (log of a
+# power spectrum, a reciprocal, a root), with the input that matters, and the element-wise ops that
+# compute such an input: Basic Pitch's `log(x * x + 1e-10)` in float16 loses its epsilon (under
+# float16's smallest subnormal) and its small squares, so the Log alone in float changes nothing
+# (measured: the worst sample stays at cosine 0.987; Square, Add and Log in float give 1.00000).
+SENSITIVE_INPUT = {"Log": 0, "Reciprocal": 0, "Sqrt": 0, "Pow": 0, "Div": 1}
+ELEMENTWISE = {"Add", "Sub", "Mul", "Abs", "Pow", "Max", "Min", "Clip", "Relu", "Neg"}
+CHAIN_MAX = 3
+
+
+def input_chain(name: str, nodes: list[Node], candidates: set[str]) -> list[str]:
+    """For a node of SENSITIVE_INPUT, the element-wise candidates that compute its sensitive input,
+    nearest first (at most CHAIN_MAX); [] for any other node."""
+    by_name = {n.name: n for n in nodes}
+    producer = {t: n for n in nodes for t in n.outputs}
+    node = by_name.get(name)
+    if node is None or node.op not in SENSITIVE_INPUT or len(node.inputs) <= SENSITIVE_INPUT[node.op]:
+        return []
+    chain: list[str] = []
+    tensor = node.inputs[SENSITIVE_INPUT[node.op]]
+    while len(chain) < CHAIN_MAX:
+        up = producer.get(tensor)
+        if up is None or up.op not in ELEMENTWISE or up.name not in candidates:
+            break
+        chain.append(up.name)
+        fed = [t for t in up.inputs if t in producer]       # the computed input (not a constant)
+        if len(fed) != 1:
+            break
+        tensor = fed[0]
+    return chain
+
+
 def summary(rows: list[dict], first: dict | None, floor: float | None = None, limit: int = 8) -> dict:
     """What the manifest, --json and the error line carry (the full table goes to --json/--debug)."""
     drops = sorted((r for r in rows if r["drop_db"]), key=lambda r: -r["drop_db"])[:limit]

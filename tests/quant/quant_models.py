@@ -113,3 +113,30 @@ def shape_inference_stopper(path: Path, features: int = 600, width: int = 1000) 
     model.ir_version = 8
     onnx.save_model(model, str(path))
     return path
+
+
+def log_power_head(path: Path, bins: int = 64, out: int = 8) -> Path:
+    """y = MatMul(10 * log10(x * x + 1e-10), W): a spectrogram's log power (Basic Pitch's front end).
+    In float16 the epsilon (under float16's smallest subnormal) and the small squares vanish."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    w = rng.normal(0, 0.1, (bins, out)).astype(np.float32)
+    nodes = [helper.make_node("Mul", ["x", "x"], ["sq"], name="square"),
+             helper.make_node("Add", ["sq", "eps"], ["pw"], name="add_eps"),
+             helper.make_node("Log", ["pw"], ["ln"], name="log"),
+             helper.make_node("Mul", ["ln", "db"], ["lg"], name="to_db"),
+             helper.make_node("MatMul", ["lg", "w"], ["y"], name="proj")]
+    inits = [numpy_helper.from_array(np.array([1e-10], np.float32), "eps"),
+             numpy_helper.from_array(np.array([10 / np.log(10)], np.float32), "db"),
+             numpy_helper.from_array(w, "w")]
+    graph = helper.make_graph(nodes, "log_power", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, bins])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, out])], inits)
+    return _save(graph, path)
+
+
+def quiet_spectra_npz(path: Path, name: str, bins: int, count: int, seed: int = 0) -> Path:
+    """Magnitudes spread over 1e-7 .. 1 (log-uniform), as a spectrum of quiet and loud bins."""
+    rng = np.random.default_rng(seed)
+    np.savez(path, **{name: (10 ** rng.uniform(-7, 0, (count, 1, bins))).astype(np.float32)})
+    return path

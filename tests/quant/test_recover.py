@@ -164,3 +164,23 @@ def test_a_collapsed_concat_without_fallbacks_says_what_to_do(tmp_path):
     line = p.stderr.strip().splitlines()[-1]
     assert "node 'head_concat' (Concat)" in line and "worst slice" in line
     assert "(fix: a Concat joins values of different ranges" in line
+
+
+def test_fp16_keeps_a_log_and_the_ops_that_compute_its_input_in_float(tmp_path):
+    """log(x*x + 1e-10) on magnitudes down to 1e-7: float16 loses the epsilon and the small squares.
+    The Log alone in float changes nothing (its input was made in float16); the fallback takes the
+    Add and the Mul that compute it too, and no Cast to float16 sits between those float nodes."""
+    import onnx
+
+    model = qm.log_power_head(tmp_path / "logpow.onnx")
+    inputs = qm.quiet_spectra_npz(tmp_path / "in.npz", "x", 64, 8)
+    res = _build(model, "jetson", inputs, None, tmp_path / "b")
+    q = res.manifest["quantization"]
+    assert q["attempts"][0]["passed"] is False and q["attempts"][-1]["passed"] is True
+    assert {"log", "add_eps", "square"} <= set(q["float_nodes"]), q["float_nodes"]
+    assert "element-wise nodes that compute a log's or root's input" in q["attempts"][1]["why"]
+    assert q["casts_removed_between_float_nodes"] >= 2
+    graph = onnx.load(str(res.bundle / "model" / "model.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    log_in = producer[next(n for n in graph.node if n.name == "log").input[0]]
+    assert log_in.name == "add_eps", log_in.name          # float straight from the Add, no Cast pair

@@ -96,12 +96,50 @@ def _fp16(art: Artifact, plan: QuantPlan, workdir: Path) -> tuple[Path, dict]:
     except Exception as exc:
         raise ConversionError(f"fp16 conversion failed: {type(exc).__name__}: {short(exc)}",
                               "use --precision fp32 for this model") from exc
+    removed = 0
+    if plan.float_nodes:
+        removed = _drop_cast_round_trips(half.graph)
     out = workdir / f"model.fp16-{_tag(plan)}.onnx"
     onnx.save_model(half, str(out), save_as_external_data=False)
     info = {"method": method, "keep_io_types": True, "seconds": round(time.perf_counter() - t0, 3)}
     if plan.float_nodes:
         info["float_nodes"] = list(plan.float_nodes)
+        info["casts_removed_between_float_nodes"] = removed
     return out, info
+
+
+def _drop_cast_round_trips(graph) -> int:
+    """onnxruntime's converter types every tensor float16, so two float nodes in a row still pass
+    their tensor through Cast(float16) -> Cast(float) (Basic Pitch's x*x + 1e-10 -> Log: the squares
+    underflow to 0 on the way, log(0) = -inf). Each such Cast(float) reads the float tensor again;
+    a Cast(float16) left without readers goes. (onnxconverter-common's remove_unnecessary_cast_node
+    does this for its own converter and fails on a Cast with several readers: measured.)
+    Returns the number of Cast nodes removed."""
+    from onnx import TensorProto
+
+    def to(node):
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    producer = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    rewire, dropped = {}, []
+    for node in graph.node:
+        up = producer.get(node.input[0]) if node.op_type == "Cast" and node.input else None
+        if (up is None or to(node) != TensorProto.FLOAT or up.op_type != "Cast" or to(up) != TensorProto.FLOAT16
+                or node.output[0] in outputs):
+            continue
+        rewire[node.output[0]] = up.input[0]
+        dropped.append(node)
+    for node in graph.node:
+        node.input[:] = [rewire.get(i, i) for i in node.input]
+    for node in dropped:
+        graph.node.remove(node)
+    read = {i for n in graph.node for i in n.input} | outputs
+    orphans = [n for n in graph.node if n.op_type == "Cast" and to(n) == TensorProto.FLOAT16
+               and not any(o in read for o in n.output)]
+    for node in orphans:
+        graph.node.remove(node)
+    return len(dropped) + len(orphans)
 
 
 def prepared_path(art: Artifact, workdir: Path) -> Path:
