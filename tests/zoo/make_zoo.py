@@ -31,6 +31,7 @@ CLS_H, CLS_W = 48, 192     # mobile v2.0 cls: cls_image_shape [3, 48, 192]
 SEQ = 32                   # MiniLM token ids padded/truncated to 32
 VAD_SR, VAD_CHUNK, VAD_CTX = 16000, 512, 64   # silero: 512 new samples + 64 of context at 16 kHz
 N_INPUTS, N_CALIB = 8, 32
+BP_SR, BP_WINDOW = 22050, 2 * 22050 - 256   # basic-pitch: AUDIO_SAMPLE_RATE, AUDIO_N_SAMPLES (its constants.py)
 
 FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
          "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
@@ -348,6 +349,54 @@ def vad_data(zoo: Path, force: bool) -> None:
         f"inputs {len(pick_in)}, calibration {len(pick_cal)}")
 
 
+def melody(seconds: float, rng) -> np.ndarray:
+    """A plucked melody at 22.05 kHz: notes of 8 harmonics with 1/k amplitudes and a decay, two
+    voices at times, in room noise: what a pitch transcriber is for."""
+    t_total = int(seconds * BP_SR)
+    out = np.zeros(t_total, np.float32)
+    pos = 0
+    while pos < t_total:
+        dur = int(rng.uniform(0.15, 0.6) * BP_SR)
+        for _ in range(rng.choice([1, 1, 2])):
+            f0 = 440.0 * 2 ** ((int(rng.integers(40, 84)) - 69) / 12)   # MIDI 40..83
+            t = np.arange(min(dur, t_total - pos)) / BP_SR
+            env = np.exp(-t * rng.uniform(2, 6)) * np.minimum(1, t * 200)
+            note = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 9) if f0 * k < BP_SR / 2)
+            out[pos:pos + len(t)] += (0.25 * env * note).astype(np.float32)
+        pos += dur + int(rng.uniform(0, 0.15) * BP_SR)
+    return np.clip(out + rng.normal(0, 0.002, out.shape).astype(np.float32), -1, 1)
+
+
+def pitch_data(zoo: Path, force: bool) -> None:
+    """Windows of 43844 samples at 22.05 kHz (what basic-pitch's predict() feeds its model): the
+    melody and the espeak speech, resampled."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+    d = zoo / "data"
+    if (d / "pitch_calib.npz").is_file() and not force:
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    g = gcd(BP_SR, VAD_SR)
+    talk = resample_poly(speech(zoo), BP_SR // g, VAD_SR // g).astype(np.float32)
+    tune = melody(2.0 * (N_INPUTS + N_CALIB) * 0.75, rng)
+    hop = BP_WINDOW // 2
+
+    def windows(x: np.ndarray) -> list[np.ndarray]:
+        return [x[i:i + BP_WINDOW] for i in range(0, len(x) - BP_WINDOW + 1, hop)]
+
+    tunes, talks = windows(tune), windows(talk)
+    n_tune_in, n_tune_cal = 6, 24
+    inputs = tunes[:n_tune_in] + talks[:N_INPUTS - n_tune_in]
+    calib = tunes[n_tune_in:n_tune_in + n_tune_cal] + talks[N_INPUTS - n_tune_in:][:N_CALIB - n_tune_cal]
+    if len(inputs) != N_INPUTS or len(calib) != N_CALIB:
+        raise SystemExit(f"pitch data: {len(inputs)} inputs, {len(calib)} calibration windows (too little audio)")
+    np.savez(d / "pitch_inputs.npz", input_2=np.stack(inputs)[..., None])    # (8, 43844, 1)
+    np.savez(d / "pitch_calib.npz", input_2=np.stack(calib)[..., None])      # (32, 43844, 1)
+    log(f"pitch data: {N_INPUTS} inputs, {N_CALIB} calibration windows of {BP_WINDOW} samples at {BP_SR} Hz")
+
+
 def minilm_data(zoo: Path, force: bool) -> None:
     d = zoo / "data"
     if (d / "minilm_calib.npz").is_file() and not force:
@@ -373,6 +422,7 @@ def main() -> None:
     ocr_data(zoo, a.force)
     vad_data(zoo, a.force)
     minilm_data(zoo, a.force)
+    pitch_data(zoo, a.force)
     log("done")
 
 
