@@ -133,9 +133,11 @@ def _check_full_int8(new: Artifact, path: Path, plan: QuantPlan, opts, info: dic
     info["edgetpu_compiler"] = {
         "ran": False,
         "note": "edgetpu_compiler is a separate step that edgepack did not run: this model is "
-                "full-int8 and Edge-TPU-compatible in ops, but without compilation it runs on the "
-                "CPU. Run `edgetpu_compiler model.tflite` on a machine that has it, then rebuild "
-                "or re-sign the bundle"}
+                "full-int8 (every op integer, int8 inputs and outputs), but edgepack does not check "
+                "ops against the Edge TPU's supported list: the compiler maps ops up to the first one "
+                "it cannot take and leaves the rest to the CPU, and only it says where that is. "
+                "Without compilation the model runs on the CPU. Run `edgetpu_compiler model.tflite` "
+                "on a machine that has it, then rebuild or re-sign the bundle"}
     if tail:
         info["method"] += f"; the last {len(tail)} ops float, with float32 outputs"
         info["edgetpu_compiler"]["cpu_tail"] = [f"{name} ({op})" for op, name, _ in ops[-len(tail):]]
