@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from . import live
-from .output import echo, err, fail, guarded, print_json, table
+from .output import STATE, echo, err, fail, guarded, print_json, table
 
 
 def build(
@@ -51,8 +51,8 @@ def build(
             # signs inside the build; third-party output -> --debug log
             result = guarded(_build, do_build, opts, failure, capture=True)
     except typer.Exit:
-        if as_json and failure:   # every output, the recipes tried, the per-tensor table
-            print_json(failure)
+        if as_json:   # parity: every output, the recipes tried, the per-tensor table; else the one line
+            print_json(failure or STATE.get("error") or {"error": "failed"})
         raise
     archive_path = None
     if archive:

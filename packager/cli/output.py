@@ -60,17 +60,21 @@ def guarded(fn, *args, capture: bool = False, **kwargs):
         if STATE["debug"]:
             traceback.print_exc()
         err(f"edgepack: {exc.one_line()}")
+        STATE["error"] = {"error": exc.one_line(), "exit_code": exc.exit_code, "kind": type(exc).__name__}
         raise typer.Exit(exc.exit_code)
     except KeyboardInterrupt:
         err("edgepack: interrupted")
+        STATE["error"] = {"error": "interrupted", "exit_code": 130, "kind": "interrupted"}
         raise typer.Exit(130)
     except typer.Exit:
         raise
     except Exception as exc:  # a bug or an unexpected library failure: still one line
         if STATE["debug"]:
             traceback.print_exc()
-        err(f"edgepack: unexpected {type(exc).__name__}: {short(exc)} (fix: run again with --debug for the "
-            "traceback and report it)")
+        line = (f"unexpected {type(exc).__name__}: {short(exc)} (fix: run again with --debug for the "
+                "traceback and report it)")
+        err(f"edgepack: {line}")
+        STATE["error"] = {"error": line, "exit_code": EXIT_BAD_INPUT, "kind": "unexpected"}
         raise typer.Exit(EXIT_BAD_INPUT)
 
 

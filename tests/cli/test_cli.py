@@ -137,6 +137,17 @@ def test_debug_shows_the_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" in proc.stderr
 
 
+def test_a_failed_build_with_json_says_why_on_stdout(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx model")
+    proc = run_cli("build", bad, "--profile", "x86-cpu", "--out", tmp_path / "dist", "--json")
+    assert proc.returncode == 2
+    got = json.loads(proc.stdout)          # a script reading --json gets the reason, not an empty stdout
+    assert proc.stderr.strip().splitlines()[-1] == "edgepack: " + got["error"], (proc.stderr, got)
+    assert got["exit_code"] == 2 and got["kind"] == "SourceError"
+    assert not (tmp_path / "dist").exists() or list((tmp_path / "dist").iterdir()) == []
+
+
 def test_build_then_selftest_table_and_json(tmp_path):
     proc = run_cli("build", f"{EXAMPLES}:mlp", "--profile", "x86-cpu", "--out", tmp_path / "dist", "--json")
     assert proc.returncode == 0, proc.stderr
