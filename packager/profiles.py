@@ -62,6 +62,9 @@ class Quantization:
     # ops at the END of the graph that may stay float when nothing else recovers parity: an Edge TPU
     # runs every op after its first unsupported one on the CPU, so a float tail costs CPU time only
     tail_fallbacks: int = field(default=0, metadata={"min": 0, "hint": "0 = no float tail"})
+    # what computes the first diverging tensor (a signal front end: STFT, CQT, log-mel) left in float,
+    # tried after the fallbacks when max_fallbacks > 0; an Edge TPU would run all of a float head on the CPU
+    float_head: bool = True
     max_attempts: int = field(default=10, metadata={"min": 1})
     search_seconds: float = field(default=900.0, metadata={"gt": 0})
 

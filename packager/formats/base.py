@@ -54,6 +54,7 @@ class QuantPlan:
     op_types: tuple[str, ...] | None = None   # int8: the op types to quantize (None: every one the tool can)
     float_nodes: tuple[str, ...] = ()         # nodes left in float (the recovery's fallbacks)
     float_tail: int = 0                       # of them, the last this many ops of the graph (a CPU tail)
+    float_head: int = 0                       # of them, a head: what computes a diverging tensor (quant/head.py)
 
     @property
     def needs_calibration(self) -> bool:

@@ -89,6 +89,8 @@ def label(plan: QuantPlan) -> str:
         base = ", ".join(parts)
     if plan.float_tail:
         return base + f", float tail of {plan.float_tail}"
+    if plan.float_head:
+        return base + f", float head of {plan.float_head}"
     return base + (f", {len(plan.float_nodes)} float" if plan.float_nodes else "")
 
 
@@ -105,6 +107,8 @@ def describe(plan: QuantPlan) -> dict:
         out["float_nodes"] = list(plan.float_nodes)
     if plan.float_tail:
         out["float_tail"] = plan.float_tail
+    if plan.float_head:
+        out["float_head"] = plan.float_head
     return out
 
 

@@ -22,7 +22,7 @@ from agent import parity as core
 from .. import parity as host_parity
 from ..errors import ConversionError, short
 from ..formats import Artifact
-from . import recipes, tail, tensors
+from . import head, recipes, tail, tensors
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,8 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
             best = other
     if chosen is None and best is not None and fallback:
         chosen, best = _fall_back(s, best)
+    if chosen is None and best is not None and fallback and profile.quantization.float_head:
+        chosen, best = head.recover(s, best)
     if chosen is None:
         costly = [c for c in candidates if recipes.is_costly(c)]
         if best is not None:
@@ -222,6 +224,8 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
               "float_nodes": list(chosen.plan.float_nodes), **decisions}
     if chosen.plan.float_tail:
         record["float_tail"] = chosen.plan.float_tail
+    if chosen.plan.float_head:
+        record["float_head"] = chosen.plan.float_head
     if plan.precision != "fp32":
         record["attempts"] = s.attempts + s.skipped
         record["search_seconds"] = round(s.elapsed(), 2)
@@ -298,7 +302,7 @@ def _fall_back(s: _Search, best: Trial, rounds: int | None = None) -> tuple[Tria
 def _cost(s: _Search, chosen: Trial) -> dict | None:
     from .. import hostbench
 
-    full = s.plain.get(dataclasses.replace(chosen.plan, float_nodes=(), float_tail=0))
+    full = s.plain.get(dataclasses.replace(chosen.plan, float_nodes=(), float_tail=0, float_head=0))
     if full is None:
         return None
     try:

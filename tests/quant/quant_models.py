@@ -140,3 +140,38 @@ def quiet_spectra_npz(path: Path, name: str, bins: int, count: int, seed: int = 
     rng = np.random.default_rng(seed)
     np.savez(path, **{name: (10 ** rng.uniform(-7, 0, (count, 1, bins))).astype(np.float32)})
     return path
+
+
+def spectral_front_end(path: Path, n: int = 64, hidden: int = 32, out: int = 4) -> Path:
+    """A signal front end, then a small network: y = MatMul(Relu(MatMul(10 log10(|D x|^2 + 1e-10), W1)), W2)
+    with D a cosine basis. On inputs whose loudness spans decades the power spectrum does not fit
+    one int8 scale; the network after the log does."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    k = np.arange(n)
+    basis = np.cos(np.pi * np.outer(k + 0.5, k) / n).astype(np.float32)
+    w1 = rng.normal(0, 0.2, (n, hidden)).astype(np.float32)
+    w2 = rng.normal(0, 0.2, (hidden, out)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "basis"], ["spec"], name="dct"),
+             helper.make_node("Mul", ["spec", "spec"], ["power"], name="power"),
+             helper.make_node("Add", ["power", "eps"], ["power_eps"], name="add_eps"),
+             helper.make_node("Log", ["power_eps"], ["ln"], name="log"),
+             helper.make_node("Mul", ["ln", "db"], ["logpow"], name="to_db"),
+             helper.make_node("MatMul", ["logpow", "w1"], ["h"], name="fc1"),
+             helper.make_node("Relu", ["h"], ["hr"], name="relu"),
+             helper.make_node("MatMul", ["hr", "w2"], ["y"], name="fc2")]
+    inits = [numpy_helper.from_array(basis, "basis"), numpy_helper.from_array(np.array([1e-10], np.float32), "eps"),
+             numpy_helper.from_array(np.array([10 / np.log(10)], np.float32), "db"),
+             numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
+    graph = helper.make_graph(nodes, "front_end", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, out])], inits)
+    return _save(graph, path)
+
+
+def loudness_npz(path: Path, name: str, n: int, count: int, seed: int = 0) -> Path:
+    """Noise at loudness spread over 4 decades (quiet to loud), one level per sample."""
+    rng = np.random.default_rng(seed)
+    level = 10 ** rng.uniform(-4, 0, (count, 1, 1))
+    np.savez(path, **{name: (level * rng.normal(0, 1, (count, 1, n))).astype(np.float32)})
+    return path

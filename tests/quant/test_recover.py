@@ -184,3 +184,39 @@ def test_fp16_keeps_a_log_and_the_ops_that_compute_its_input_in_float(tmp_path):
     producer = {o: n for n in graph.node for o in n.output}
     log_in = producer[next(n for n in graph.node if n.name == "log").input[0]]
     assert log_in.name == "add_eps", log_in.name          # float straight from the Add, no Cast pair
+
+
+@pytest.mark.parametrize("float_head", [True, False])
+def test_a_signal_front_end_stays_float_as_a_head_when_fallbacks_do_not_recover(tmp_path, float_head):
+    """10 log10(|D x|^2 + 1e-10) on inputs over 4 decades of loudness: the power spectrum fits no int8
+    scale. One fallback cannot mend it; the float head (the worst node, the line of ops it feeds, all
+    that computes them) can, and the network after it stays int8. Off in the profile: refused."""
+    model = qm.spectral_front_end(tmp_path / "fe.onnx")
+    inputs = qm.loudness_npz(tmp_path / "in.npz", "x", 64, 8, seed=0)
+    calib = qm.loudness_npz(tmp_path / "cal.npz", "x", 64, 32, seed=1)
+    prof = qm.profile_file(tmp_path, "fe", "extends: x86-cpu-int8\nquantization: {mode: static, max_fallbacks: 1, "
+                                           f"op_types: [MatMul, Mul, Add, Relu], float_head: {str(float_head).lower()}}}\n")
+    if not float_head:
+        with pytest.raises(Exception) as e:
+            _build(model, prof, inputs, calib, tmp_path / "b")
+        assert "first diverging tensor: node 'power'" in str(e.value)
+        return
+    res = _build(model, prof, inputs, calib, tmp_path / "b")
+    q = res.manifest["quantization"]
+    assert [a["passed"] for a in q["attempts"]] == [False, False, True], q["attempts"]
+    assert q["float_head"] == 5 and q["float_nodes"] == ["dct", "power", "add_eps", "log", "to_db"]
+    assert "float head: 'power'" in q["attempts"][-1]["why"] and "up to 'to_db'" in q["attempts"][-1]["why"]
+    assert q["recipe_label"].endswith("float head of 5")
+
+
+def test_head_ancestors_and_the_line_downstream():
+    from packager.quant.head import ancestors, downstream
+    from packager.quant.tensors import Node
+
+    nodes = [Node("a", "Conv", ("x",), ("ta",)), Node("b", "ReduceSum", ("ta",), ("tb",)),
+             Node("side", "Relu", ("x",), ("ts",)), Node("c", "Log", ("tb",), ("tc",)),
+             Node("d", "Mul", ("tc",), ("td",)), Node("e", "ReduceMin", ("td",), ("te",)),
+             Node("f", "Sub", ("td", "te"), ("tf",))]
+    assert ancestors("c", nodes) == ["a", "b", "c"]
+    assert downstream("b", nodes) == ["c", "d"]       # td has two readers: the line ends at d
+    assert downstream("e", nodes) == ["f"] and downstream("f", nodes) == []
