@@ -55,6 +55,8 @@ def test_zoo_cell(case, profile, tmp_path, zoo_cache):
     if (case.name, profile) in zoo.FLOAT_TAILS:   # the cells that pass only with a float tail, and which ops
         tail = built["manifest"]["quantization"]["edgetpu_compiler"]["cpu_tail"]
         assert [t.rsplit(" ", 1)[-1] for t in tail] == zoo.FLOAT_TAILS[(case.name, profile)], tail
+    if (case.name, profile) in zoo.FLOAT_HEADS:
+        assert built["manifest"]["quantization"]["float_head"] > 0, built["manifest"]["quantization"]["recipe_label"]
     s = _cli("selftest", bundle, "--runs", "20", "--seconds", "0", "--json", env=env)
     report = json.loads(s.stdout)
     assert s.returncode == 0, report["verdict"]
