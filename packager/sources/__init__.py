@@ -2,7 +2,7 @@
 
 One module a kind of source: onnx.py (`file.onnx`), factory.py (`file.py:factory`,
 `package.module:factory` returning an nn.Module or (module, example_inputs)), torchfiles.py
-(TorchScript archives, ExportedProgram `.pt2`), tensorflow.py (`.keras`, SavedModel folders).
+(TorchScript archives, ExportedProgram `.pt2`), tensorflow.py (`.keras`, legacy `.h5`, SavedModel folders).
 The original model also runs the reference inputs, so its outputs become the truth every
 converted model is compared with. A SourceModel is immutable: the pipeline makes a new one
 (`with_outputs`) once the reference run has named the outputs.
@@ -41,7 +41,7 @@ def load(ref: str, input_shapes: dict[str, list[int]], data: dict | None = None)
     what = " (a torch.save pickle: state_dict or pickled module)" if kind == "pickle" else ""
     raise SourceError(f"source '{ref}' is not a format edgepack reads here (suffix '{path.suffix}'{what})",
                       "pass .onnx, a TorchScript archive (torch.jit.save: .pt, .jit, .ts, any name), .pt2, "
-                      ".keras, a SavedModel folder, or a python factory as file.py:function returning an nn.Module")
+                      ".keras (or a Keras 2 .h5), a SavedModel folder, or a python factory as file.py:function returning an nn.Module")
 
 
 def check_route(src: SourceModel, route) -> None:

@@ -27,8 +27,11 @@ from .model import SourceModel
 from .common import apply_shapes, clean_name
 
 
+LEGACY_H5 = (".h5", ".hdf5")   # what Keras 2's model.save('m.h5') wrote: Keras 3 still reads it
+
+
 def handles(path: Path) -> bool:
-    return path.suffix.lower() in (".keras", ".h5") or (path.is_dir() and (path / "saved_model.pb").is_file())
+    return path.suffix.lower() in (".keras",) + LEGACY_H5 or (path.is_dir() and (path / "saved_model.pb").is_file())
 
 
 def load(path: Path, input_shapes) -> SourceModel:
@@ -36,8 +39,6 @@ def load(path: Path, input_shapes) -> SourceModel:
         return load_savedmodel(path, input_shapes)
     if not path.is_file():
         raise SourceError(f"source '{path}' does not exist", "check the path")
-    if path.suffix.lower() == ".h5":
-        raise SourceError(f"'{path}' is a legacy HDF5 Keras file", "re-save it as .keras (model.save('m.keras'))")
     return load_keras(path, input_shapes)
 
 
@@ -56,15 +57,20 @@ def load_keras(path: Path, input_shapes) -> SourceModel:
     tf = _tf()
     import tempfile
 
-    if not zipfile.is_zipfile(path):
+    legacy = path.suffix.lower() in LEGACY_H5
+    if legacy and path.read_bytes()[:8] != b"\x89HDF\r\n\x1a\n":
+        raise SourceError(f"'{path}' is not an HDF5 Keras file (no HDF5 signature)",
+                          "the file may be truncated or corrupt: save the model again")
+    if not legacy and not zipfile.is_zipfile(path):
         raise SourceError(f"'{path}' is not a Keras file (a .keras file is a zip archive; this one is not)",
                           "save the model with model.save('model.keras')")
     try:
+        # safe_mode: a Lambda layer's marshalled code is refused, in .keras and legacy HDF5 alike
         model = tf.keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:
         raise SourceError(f"'{path}' will not load as a Keras model ({type(exc).__name__}: {short(exc)})",
-                          "check it was saved with model.save('model.keras') by Keras 3; custom layers must be "
-                          "importable, and lambda layers are refused (safe_mode)") from exc
+                          "check it was saved by Keras (model.save('model.keras'), or Keras 2's HDF5); custom "
+                          "layers must be importable, and lambda layers are refused (safe_mode)") from exc
     import atexit
     import shutil
 
@@ -76,8 +82,10 @@ def load_keras(path: Path, input_shapes) -> SourceModel:
         raise SourceError(f"the Keras model in '{path}' cannot be exported as a SavedModel: {short(exc)}",
                           "check that the model builds and runs on its inputs") from exc
     src = load_savedmodel(export_dir / "saved_model", input_shapes, ref=str(path), kind=SourceKind.KERAS)
-    return dataclasses.replace(src, sha256=sha256_file(path), name=clean_name(path.stem),
-                               notes=(f"keras {getattr(tf.keras, '__version__', '')}".strip(),) + src.notes)
+    notes = (f"keras {getattr(tf.keras, '__version__', '')}".strip(),)
+    if legacy:
+        notes += ("legacy HDF5 Keras file (Keras 2), read by Keras 3's legacy_h5_format",)
+    return dataclasses.replace(src, sha256=sha256_file(path), name=clean_name(path.stem), notes=notes + src.notes)
 
 
 def _is_slot_bug(exc: Exception) -> bool:

