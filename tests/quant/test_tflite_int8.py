@@ -27,7 +27,9 @@ def test_tflite_static_int8_falls_back_the_planted_conv(tmp_path):
     assert q["attempts"][0]["passed"] is False
     assert q["float_nodes"] and res.manifest["host_parity"]["passed"]
     assert any("Conv2d" in n or "conv2" in n for n in q["float_nodes"]), q["float_nodes"]
-    assert q["recipe"]["calibration_method"] == "minmax" and q["recipe"]["reduce_range"] is False
+    assert q["recipe"]["calibration_method"] == "moving-average" and q["recipe"]["reduce_range"] is False
+    plain = [a["recipe"]["calibration_method"] for a in q["attempts"] if not a["recipe"].get("float_nodes")]
+    assert plain[0] == "moving-average" and set(plain) <= {"moving-average", "minmax"}   # the library's own first
 
 
 @pytest.mark.slow
@@ -36,10 +38,11 @@ def test_coral_never_leaves_a_node_in_float_and_names_the_tensor(tmp_path):
                 cwd=tmp_path)
     assert p.returncode == 1, p.stderr
     line = [ln for ln in p.stderr.splitlines() if ln.startswith("edgepack: host parity failed")][0]
-    assert "first diverging tensor: node '" in line and "recipe tried" in line
+    assert "first diverging tensor: node '" in line and "2 recipes tried" in line
     assert "(fix: profile coral allows no node in float" in line and "x86-cpu-int8" in line, line
     d = json.loads(p.stdout)
-    assert len(d["attempts"]) == 1 and d["diagnosis"]["kind"] == "tflite-int8"
+    assert [a["recipe"]["calibration_method"] for a in d["attempts"]] == ["moving-average", "minmax"]
+    assert d["diagnosis"]["kind"] == "tflite-int8"
 
 
 @pytest.mark.slow
@@ -77,3 +80,19 @@ def test_coral_leaves_a_mixed_range_concat_as_a_float_tail(tmp_path):
     assert p.returncode == 1, p.stderr
     line = p.stderr.strip().splitlines()[-1]
     assert "(CONCATENATION)" in line and "tail_fallbacks > 0" in line, line
+
+
+def test_tflite_minmax_calibration_is_the_union_of_every_samples_range():
+    import numpy as np
+
+    from packager.formats.base import QuantPlan
+    from packager.formats.tflite.quantize import _union, recipes
+
+    a = {"min": np.array([-1.0, 0.0]), "max": np.array([1.0, 2.0])}
+    b = {"min": np.array([-3.0, 0.5]), "max": np.array([0.5, 4.0])}
+    u = _union(_union({}, a), b)
+    assert u["min"].tolist() == [-3.0, 0.0] and u["max"].tolist() == [1.0, 4.0]
+    plan = QuantPlan(precision="int8", mode="static", calibration_method="auto")
+    assert [p.calibration_method for p in recipes(plan)] == ["moving-average", "minmax"]
+    assert [p.calibration_method for p in recipes(QuantPlan("int8", "static", calibration_method="minmax"))] == ["minmax"]
+    assert len(recipes(QuantPlan("int8", "dynamic"))) == 1

