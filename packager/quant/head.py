@@ -84,17 +84,11 @@ def recover(s, best):
             break
         head = grown
         plan = dataclasses.replace(plain, float_nodes=head, float_head=len(head))
-        stop = s.may_try(plan)
-        if stop:
-            s.skip(plan, stop)
-            break
-        trial = s.attempt(plan, f"float head: '{target['node']}' ({target['op']}, -{target['drop_db']:g} dB at "
-                                f"once), the line of ops it feeds up to '{end}', and all that computes them "
-                                f"({len(head)} nodes, {len(touched)} of them quantized before)")
+        trial, best = s.step(plan, f"float head: '{target['node']}' ({target['op']}, -{target['drop_db']:g} dB "
+                                   f"at once), the line of ops it feeds up to '{end}', and all that computes them "
+                                   f"({len(head)} nodes, {len(touched)} of them quantized before)", best)
         if trial is None:
             break
-        if trial.score > best.score:
-            best = trial
         if trial.parity["passed"]:
             return trial, best
         current = trial

@@ -133,6 +133,18 @@ class _Search:
             if t is not best and t.plan.float_nodes:
                 t.runtime = None
 
+    def step(self, plan, why: str, best: Trial) -> tuple[Trial | None, Trial]:
+        """One attempt within the budget: (its trial, or None when the budget stops it or it made no
+        model; the better of it and `best`)."""
+        stop = self.may_try(plan)
+        if stop:
+            self.skip(plan, stop)
+            return None, best
+        trial = self.attempt(plan, why)
+        if trial is not None and trial.score > best.score:
+            best = trial
+        return trial, best
+
     def skip(self, plan, why: str) -> None:
         self.skipped.append({"label": recipes.label(plan), "recipe": recipes.describe(plan), "skipped": why})
 
@@ -280,19 +292,13 @@ def _fall_back(s: _Search, best: Trial, rounds: int | None = None) -> tuple[Tria
                 new += [c for c in tensors.input_chain(name, cap_info["nodes"], cap_info["candidates"])
                         if c not in have and c not in new]
         plan = dataclasses.replace(current.plan, float_nodes=tuple(have + new))
-        stop = s.may_try(plan)
-        if stop:
-            s.skip(plan, stop)
-            break
         why = "fallback: " + ", ".join(f"{r['node']} ({r['op']}, -{r['jump_db']:g} dB)" for r in ranked[:want])
         if len(new) > want:
             why += f"; with the {len(new) - want} element-wise nodes that compute a log's or root's input"
-        trial = s.attempt(plan, why)
+        trial, best = s.step(plan, why, best)
         if trial is None:
             break
         s.chain_end[key] = trial
-        if trial.score > best.score:
-            best = trial
         if trial.parity["passed"]:
             return trial, best
         current = trial

@@ -45,16 +45,10 @@ def recover(s, best):
         tail = order[-n:]
         plan = dataclasses.replace(best.plan, float_nodes=tuple(dict.fromkeys(best.plan.float_nodes + tuple(tail))),
                                    float_tail=n)
-        stop = s.may_try(plan)
-        if stop:
-            s.skip(plan, stop)
-            break
-        trial = s.attempt(plan, f"float tail: the last {n} ops ({where}; tail_fallbacks "
-                                f"{s.profile.quantization.tail_fallbacks})")
+        trial, best = s.step(plan, f"float tail: the last {n} ops ({where}; tail_fallbacks "
+                                   f"{s.profile.quantization.tail_fallbacks})", best)
         if trial is None:
             break
-        if trial.score > best.score:
-            best = trial
         if trial.parity["passed"]:
             return trial, best
     return None, best
