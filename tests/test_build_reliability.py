@@ -96,16 +96,17 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     out = tmp_path / "dist"
-    # A model whose forward() takes 0.3 s: the reference run calls it eagerly on 8 samples (2.4 s),
-    # so the build is certainly still running when the signal arrives, however loaded the machine
-    # (the export later traces it once, and the traced graph has no sleep: too short a window).
+    # A model whose forward() takes 1 s: the reference run calls it eagerly on 8 samples (8 s), so
+    # the build is certainly still running when the signal arrives, however loaded the machine (the
+    # export later traces it once, and the traced graph has no sleep: too short a window). With 0.3 s
+    # a loaded CI machine once saw the build finish (exit 0) before the signal acted; not reproduced.
     slow = tmp_path / "slow_model.py"
     slow.write_text("import time, torch\n"
                     "class Slow(torch.nn.Module):\n"
                     "    def __init__(self):\n"
                     "        super().__init__(); self.l = torch.nn.Linear(8, 4)\n"
                     "    def forward(self, x):\n"
-                    "        time.sleep(0.3)\n"
+                    "        time.sleep(1.0)\n"
                     "        return self.l(x)\n"
                     "def make():\n"
                     "    torch.manual_seed(0)\n"
