@@ -96,17 +96,16 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     out = tmp_path / "dist"
-    # A model whose forward() takes 1 s: the reference run calls it eagerly on 8 samples (8 s), so
-    # the build is certainly still running when the signal arrives, however loaded the machine (the
-    # export later traces it once, and the traced graph has no sleep: too short a window). With 0.3 s
-    # a loaded CI machine once saw the build finish (exit 0) before the signal acted; not reproduced.
+    # A model whose forward() takes 0.3 s: the reference run calls it eagerly on 8 samples (2.4 s),
+    # so the build is certainly still running when the signal arrives, however loaded the machine
+    # (the export later traces it once, and the traced graph has no sleep: too short a window).
     slow = tmp_path / "slow_model.py"
     slow.write_text("import time, torch\n"
                     "class Slow(torch.nn.Module):\n"
                     "    def __init__(self):\n"
                     "        super().__init__(); self.l = torch.nn.Linear(8, 4)\n"
                     "    def forward(self, x):\n"
-                    "        time.sleep(1.0)\n"
+                    "        time.sleep(0.3)\n"
                     "        return self.l(x)\n"
                     "def make():\n"
                     "    torch.manual_seed(0)\n"
@@ -114,7 +113,11 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     cmd = [str(EDGEPACK)] if EDGEPACK.exists() else [sys.executable, "-m", "packager.cli"]
     p = subprocess.Popen(cmd + ["build", f"{slow}:make", "--profile", "x86-cpu-int8",
                                 "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True, env=dict(os.environ, TMPDIR=str(systmp)))
+                         text=True, env=dict(os.environ, TMPDIR=str(systmp)),
+                         # a suite started in the background (`cmd &` without job control) ignores
+                         # SIGINT, children inherit that, and Python then installs no handler: the
+                         # build would finish (exit 0). A terminal's Ctrl-C is what this test is about.
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in p.stderr:  # wait until the build is under way (temp folder made)
         seen.append(line)

@@ -59,7 +59,10 @@ def test_ctrl_c_during_a_push_ends_the_selftest_and_keeps_current(fleet, bundle_
                                              "--known-hosts", str(fleet.known_hosts),
                                              "--reports", str(tmp_path / "reports"),
                                              "--selftest-timeout", "300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # SIGINT as a terminal's Ctrl-C: a suite started in the background ignores
+                            # it, children inherit that and Python installs no handler
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not _agent_selftest_running(dev.uid) and time.monotonic() < deadline:
