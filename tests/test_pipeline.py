@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import onnx
@@ -274,7 +275,10 @@ def test_a_killed_build_leaves_temps_that_the_next_build_removes(tmp_path):
             "bundle.write_vectors = slow\n"
             "from packager.pipeline import BuildOptions, build\n"
             f"build(BuildOptions(source='{EXAMPLES}:mlp', profile='x86-cpu', out=Path('{out}'), version='k'))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    systmp = tmp_path / "systmp"     # the killed build's own temp folder stays behind: not in /tmp
+    systmp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, TMPDIR=str(systmp)))
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
