@@ -97,10 +97,16 @@ def parity_table(parity: dict) -> str:
         ws = o.get("worst_slice")
         rows.append([o["name"], "PASS" if o["passed"] else "FAIL", f"{o.get('max_abs', float('nan')):.3g}",
                      f"{o.get('cosine', float('nan')):.6f}",
-                     f"{o['worst_sample']['cosine']:.6f}" if "worst_sample" in o else "-",
+                     _worst_sample(o.get("worst_sample")),
                      f"{ws['cosine']:.6f} (axis {ws['axis']} #{ws['index']})" if ws else "-",
                      f"{o['top1_agreement']:.3f}" if "top1_agreement" in o else "-"])
     return table(rows, ["OUTPUT", "RESULT", "MAX_ABS", "COSINE", "WORST SAMPLE", "WORST SLICE", "TOP1"])
+
+
+def _worst_sample(ws: dict | None) -> str:
+    if not ws:
+        return "-"
+    return f"|diff| {ws['max_abs']:.3g}" if "cosine" not in ws else f"{ws['cosine']:.6f}"
 
 
 def recipe_lines(quant: dict) -> list[str]:

@@ -10,6 +10,9 @@ is recorded (manifest conversion.passes and conversion.bound_inputs), the bundle
 vectors no longer hold it, and a build whose reference inputs disagree with the bound value fails
 (pipeline: the samples are checked against it).
 
+For an int8 ONNX bundle too: onnxruntime's quantizer does not enter If bodies, so silero's graph
+(everything inside the If) stayed float, with a warning, and was bundled as "int8".
+
 Which inputs: `inputs` when the profile names them, else (auto) every 0-d graph input from which an
 If condition is computed using constants only.
 """
@@ -22,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError, short
 from ..formats import Format
-from . import Pass, graph
+from . import Pass, graph, quantized_here
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,11 @@ def drop_bound(samples: list[dict], bound: dict, what: str) -> list[dict]:
     for i, s in enumerate(samples):
         for name, value in bound.items():
             if name in s and not np.array_equal(np.asarray(s[name]), np.asarray(value)):
-                raise DataError(f"{what} sample {i} has {name}={np.asarray(s[name]).tolist()}, but the TF-Lite "
-                                f"graph was made with {name} bound to {value} (its If folded for that value)",
+                raise DataError(f"{what} sample {i} has {name}={np.asarray(s[name]).tolist()}, but the converted "
+                                f"graph was made with {name} bound to {value} (its If folded for that value: "
+                                "TF-Lite and OpenVINO take no If, onnxruntime's int8 does not enter one)",
                                 f"build one bundle per {name} value (--inputs holding only {name}={value}), "
-                                "or use --format onnx, which keeps the branch")
+                                "or use --format onnx at a float precision, which keeps the branch")
     return [{k: v for k, v in s.items() if k not in bound} for s in samples]
 
 
@@ -80,7 +84,7 @@ class BindInputs(Pass):
     name = "bind-inputs"
     formats = (Format.ONNX,)
     Options = BindInputsOptions
-    summary = "bind a scalar input that steers an If to its reference value, so the If folds (TF-Lite)"
+    summary = "bind a scalar input that steers an If to its reference value, so the If folds (TF-Lite, int8)"
 
     def candidates(self, art, opts) -> list[str]:
         if opts.inputs:
@@ -88,6 +92,12 @@ class BindInputs(Pass):
         return steering_scalars(graph.load(art.path))
 
     def wanted(self, ctx, art, opts, next_backend):
+        if quantized_here(ctx, art, next_backend):
+            names = self.candidates(art, opts)
+            if names:   # its quantizer leaves If bodies alone: a graph that is all If would stay float
+                return (f"int8: onnxruntime's quantizer does not enter the If that {', '.join(names)} steer; "
+                        "bound to the reference value so it folds")
+            return None
         if next_backend is None or next_backend.format not in (Format.TFLITE, Format.OPENVINO):
             return None
         names = self.candidates(art, opts)

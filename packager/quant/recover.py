@@ -179,8 +179,10 @@ def _metrics(par: dict) -> dict:
     out = {}
     for o in par["outputs"]:
         m = {k: round(o[k], 6) for k in ("cosine",) if k in o}
-        if "worst_sample" in o:
+        if "cosine" in o.get("worst_sample", {}):
             m["worst_sample_cosine"] = round(o["worst_sample"]["cosine"], 6)
+        elif "worst_sample" in o:   # one number per sample: judged by its difference
+            m["worst_sample_max_abs"] = round(o["worst_sample"]["max_abs"], 6)
         if "worst_slice" in o:
             m["worst_slice"] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in o["worst_slice"].items()}
         if "top1_agreement" in o:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_parity_core_catches_nan_shape_and_dtype():
@@ -132,3 +133,21 @@ def test_a_small_share_of_elements_outside_tolerance_passes_only_where_the_profi
     got.flat[:30] += 0.05                      # 0.3%: more than the profile allows
     r = parity.compare({"map": [ref]}, {"map": [got]}, dict(strict, outside_share_max=0.002))
     assert not r["passed"]
+
+
+def test_one_number_per_sample_is_judged_by_its_difference_not_its_sign():
+    from agent import parity
+
+    refs = [np.array([[p]], np.float32) for p in (0.0, 0.015, 1.0, 0.013, 1.0, 1.0)]
+    near = [np.array([[p]], np.float32) for p in (0.0, 0.0, 0.996, 0.0, 0.996, 0.99)]
+    res = parity.compare({"output": refs}, {"output": near}, INT8)
+    out = res["outputs"][0]
+    assert out["passed"], out["failures"]        # 0.015 against 0: a cosine of 0, a difference of 0.015
+    assert out["worst_sample"] == {"index": 1, "max_abs": pytest.approx(0.015), "one_element": True}
+    far = [a.copy() for a in near]
+    far[5] = np.array([[0.73]], np.float32)      # a speech chunk at 0.73 instead of 1.0: a cosine of 1
+    out = parity.compare({"output": refs}, {"output": far}, INT8)["outputs"][0]
+    assert not out["passed"]
+    assert out["failures"] == ["sample 5 |diff| 0.27 > slice_atol 0.05 (one number per sample: judged by its "
+                               "difference, a cosine would be only its sign)"]
+    assert parity.score({"outputs": [out]}) == pytest.approx(out["cosine"])

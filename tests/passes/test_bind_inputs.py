@@ -40,6 +40,17 @@ def test_an_onnx_bundle_keeps_the_branch(tmp_path):
     assert records == [] and {s.name for s in new.inputs} == {"x", "sr"}
 
 
+def test_bound_before_onnx_int8_which_does_not_enter_an_if(tmp_path):
+    src = steered_graph(tmp_path / "g.onnx")
+    example = {"x": X, "sr": np.array(16000, np.int64)}
+    ctx = context(tmp_path, "x86-cpu-int8", example, src)   # onnxruntime's quantizer skips If bodies
+    new, records = passes.apply(ctx, artifact(src, ctx), None)
+    assert records[0]["name"] == "bind-inputs" and records[0]["changed"]["bound"] == {"sr": 16000}
+    assert "does not enter the If" in records[0]["why"]
+    assert [s.name for s in new.inputs] == ["x"] and new.info["bound_inputs"] == {"sr": 16000}
+    assert "If" not in {n.op_type for n in onnx.load(str(new.path)).graph.node}
+
+
 def test_samples_must_hold_the_bound_value():
     same = [{"x": X, "sr": np.array(16000)}, {"x": X, "sr": np.int64(16000)}]
     assert [sorted(s) for s in drop_bound(same, {"sr": 16000}, "reference")] == [["x"], ["x"]]
@@ -53,7 +64,9 @@ def test_fixed_sizes_that_break_a_branch_are_not_used_but_binding_first_saves_th
 
     src = branch_breaks_when_fixed(tmp_path / "g.onnx")
     example = {"x": X, "sr": np.array(16000, np.int64)}
-    ctx = context(tmp_path / "int8", "x86-cpu-int8", example, src)   # int8 ONNX bundle: sizes optional
+    unbound = tmp_path / "unbound.yaml"     # int8 ONNX bundle with the If kept: sizes optional
+    unbound.write_text("name: unbound\nextends: x86-cpu-int8\npasses: {bind-inputs: {enabled: false}}\n")
+    ctx = context(tmp_path / "int8", str(unbound), example, src)
     new, records = passes.apply(ctx, artifact(src, ctx), None)
     static = [r for r in records if r["name"] == "static-shapes"][0]["changed"]
     assert static["kept"].startswith("the fixed-size graph does not run in onnxruntime")

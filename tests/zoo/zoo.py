@@ -165,7 +165,9 @@ EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
     ("ppocr-det", "coral"): _int8_parity("ch_PP_OCRv4_det_infer"),
     # SVTR's attention blocks: int8 everywhere leaves 4 of 40 CTC steps under the slice cosine
     ("ppocr-rec", "coral"): _int8_parity("ch_PP_OCRv4_rec_infer"),
-    # the STFT's power spectrum (x * x) spans too many decades for one int8 scale: it quantizes to 0
+    # the int8 state holds h (in [-1, 1]) and c (to +-28) at one scale (0.18): h keeps ~11 levels and
+    # stateN's worst sample falls to 0.963 (bench/silero_state_int8.py) (the speech probability holds: within slice_atol per sample);
+    # before that, the STFT's power spectrum (x * x) spans too many decades for one int8 scale
     ("silero-vad", "coral"): _int8_parity("silero_vad"),
     ("silero-vad-wrapped", "coral"): _int8_parity("silero_vad_16k"),
     # Basic Pitch's CQT front end: magnitudes from 1e-14 to 1, then log(x * x + 1e-10). x86-cpu-int8 and
