@@ -52,6 +52,10 @@ def test_zoo_cell(case, profile, tmp_path, zoo_cache):
     assert all(line.startswith("edgepack") for line in b.stderr.splitlines()), b.stderr[-800:]
     built = json.loads(b.stdout)
     bundle = built["bundle"]
+    # an int8 cell must be int8: silero's ONNX once passed as "int8" with every node float (its If bodies)
+    assert not [w for w in built["warnings"] if "quantized no node" in w], built["warnings"]
+    if built["manifest"]["precision"] == "int8" and "quantized_nodes" in built["manifest"]["quantization"]:
+        assert built["manifest"]["quantization"]["quantized_nodes"] > 0
     if (case.name, profile) in zoo.FLOAT_TAILS:   # the cells that pass only with a float tail, and which ops
         tail = built["manifest"]["quantization"]["edgetpu_compiler"]["cpu_tail"]
         assert [t.rsplit(" ", 1)[-1] for t in tail] == zoo.FLOAT_TAILS[(case.name, profile)], tail
