@@ -23,6 +23,8 @@ Thresholds (any may be None = not checked):
                       LogSoftmax producer, or the profile's list). Absent (bundles built before it
                       existed): every (batch, classes) output is treated as one, as those builds did.
   slice_axis          the channel axis to slice (default: 1 for outputs of rank >= 3, none below)
+  slice_axes          {output: axis} decided at build time for outputs whose batch axis is not the
+                      first (a recurrent state [2, batch, 128] is sliced on axis 0: h and c apart)
 
 The report is additive: a new key never replaces an old one (older readers keep working).
 """
@@ -60,9 +62,12 @@ def cosine(a, b):
     return float(np.dot(a, b) / (na * nb))
 
 
-def slice_axis_of(shape, thresholds):
+def slice_axis_of(shape, thresholds, name=None):
     axis = thresholds.get("slice_axis")
     if axis is None:
+        per_output = thresholds.get("slice_axes") or {}
+        if name in per_output and len(shape) >= 3:   # an output whose batch axis is not the first
+            return int(per_output[name])
         return 1 if len(shape) >= 3 else None
     axis = int(axis)
     if axis < 0:
@@ -164,7 +169,7 @@ def compare_output(name, refs, gots, thresholds):
             result["failures"].append("sample %d cosine %.6f < %s" % (k, per_sample[k], smin))
 
     shape = np.asarray(refs[0]).shape
-    axis = slice_axis_of(shape, thresholds)
+    axis = slice_axis_of(shape, thresholds, name)
     if axis is not None and shape[axis] > 1:
         worst, failed, count = worst_slice(refs, gots, axis, thresholds)
         result["worst_slice"] = worst

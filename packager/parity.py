@@ -7,12 +7,15 @@ scores, which axis to slice).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from agent import parity as core
 from agent import runtimes
 
 from . import formats
 from .errors import CheckFailed, ConversionError, short
 from .formats import Artifact
+from .specs import TensorSpec
 
 HINT = ("inspect the model for ops that lose precision (`edgepack diagnose` shows where, tensor by tensor); "
         "loosen the profile's parity thresholds only if the difference is acceptable, or choose a higher precision")
@@ -27,9 +30,10 @@ class ParityFailed(CheckFailed):
         self.details = details or {}
 
 
-def thresholds_for(profile, art: Artifact) -> dict:
+def thresholds_for(profile, art: Artifact, reference: list[dict] | None = None) -> dict:
     """The thresholds for the profile's precision, with the classifier outputs resolved (a
-    Softmax/LogSoftmax producer when `classifier_outputs: auto`) and the slice axis."""
+    Softmax/LogSoftmax producer when `classifier_outputs: auto`) and the slice axis (per output
+    where its batch axis is not the first)."""
     out = profile.thresholds()
     chosen = profile.parity.classifier_outputs
     if chosen == "auto":
@@ -38,6 +42,17 @@ def thresholds_for(profile, art: Artifact) -> dict:
         names = list(chosen)
     out["classifier_outputs"] = names
     out["slice_axis"] = profile.parity.slice_axis
+    if profile.parity.slice_axis is None:
+        # axis 1 is the channel axis only behind a batch axis 0: a state [2, batch, 128] is sliced on
+        # axis 0 instead, so h in [-1, 1] is judged apart from c, which would otherwise hide it
+        # The sizes of one reference sample tell where the batch is (an ONNX graph often leaves its
+        # outputs' sizes unknown): the first axis of size 1, when axis 0 is not.
+        shapes = {k: list(np.shape(v)) for k, v in (reference or [{}])[0].items()}
+        shapes.update({o.name: o.shape for o in art.outputs if o.name not in shapes})
+        axes = {n: 0 for n, shape in shapes.items()
+                if len(shape) >= 3 and TensorSpec(n, "float32", shape).batch_axis not in (None, 0)}
+        if axes:
+            out["slice_axes"] = axes
     return out
 
 

@@ -199,7 +199,7 @@ def _next_count(have: int, cap: int) -> int:
 def run(backend, float_art: Artifact, plan, calibration, workdir, profile, samples: list[dict],
         reference: list[dict], settings: dict, label: str, diagnose: bool = False) -> Outcome:
     """samples: the parity inputs in the model's layout; reference: the ORIGINAL model's outputs."""
-    thresholds = host_parity.thresholds_for(profile, float_art)
+    thresholds = host_parity.thresholds_for(profile, float_art, reference)
     plan, decisions = recipes.resolve(plan, profile)
     s = _Search(backend, float_art, calibration, workdir, profile, samples, reference, settings, thresholds)
     candidates = backend.recipes(plan, float_art, profile) if plan.precision != "fp32" else [plan]

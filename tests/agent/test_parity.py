@@ -151,3 +151,36 @@ def test_one_number_per_sample_is_judged_by_its_difference_not_its_sign():
     assert out["failures"] == ["sample 5 |diff| 0.27 > slice_atol 0.05 (one number per sample: judged by its "
                                "difference, a cosine would be only its sign)"]
     assert parity.score({"outputs": [out]}) == pytest.approx(out["cosine"])
+
+
+def test_a_state_whose_batch_is_axis_1_is_sliced_on_axis_0():
+    from agent import parity
+
+    rng = np.random.default_rng(5)
+    h = np.tanh(rng.normal(0, 1, (1, 1, 128)))            # in [-1, 1]
+    c = rng.normal(0, 10, (1, 1, 128))                    # up to +-30: dominates the whole-tensor cosine
+    ref = np.concatenate([h, c]).astype(np.float32)       # [2, batch, 128]
+    got = ref.copy()
+    got[0] += rng.normal(0, 0.3, (1, 128)).astype(np.float32)   # h as coral's int8 leaves it (cosine ~0.87)
+    plain = parity.compare({"stateN": [ref]}, {"stateN": [got]}, INT8)["outputs"][0]
+    assert plain["passed"] and "worst_slice" not in plain     # axis 1 is the batch: nothing to slice
+    sliced = parity.compare({"stateN": [ref]}, {"stateN": [got]}, dict(INT8, slice_axes={"stateN": 0}))
+    out = sliced["outputs"][0]
+    assert out["worst_slice"]["axis"] == 0 and out["worst_slice"]["index"] == 0
+    assert not out["passed"] and out["worst_slice"]["cosine"] < 0.95 and out["worst_slice"]["max_abs"] > 0.05
+
+
+def test_the_build_finds_the_state_axis_from_a_reference_sample(tmp_path):
+    from packager import parity as host_parity, profiles
+    from packager.formats import Artifact, Format
+    from packager.specs import TensorSpec
+
+    art = Artifact(format=Format.ONNX, path=None, inputs=(),
+                   outputs=(TensorSpec("stateN", "float32", ["batch", "dim1", "dim2"]),
+                            TensorSpec("rows", "float32", ["batch", "dim1", "dim2"])))
+    ref = [{"stateN": np.zeros((2, 1, 128), np.float32), "rows": np.zeros((1, 6, 2100), np.float32)}]
+    prof = tmp_path / "p.yaml"     # classifier outputs named: no model file to read for them
+    prof.write_text("name: p\nextends: coral\nparity: {classifier_outputs: []}\n")
+    th = host_parity.thresholds_for(profiles.load(str(prof)), art, ref)
+    assert th["slice_axes"] == {"stateN": 0}
+    assert "slice_axes" not in host_parity.thresholds_for(profiles.load(str(prof)), art)
