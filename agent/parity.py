@@ -148,20 +148,19 @@ def compare_output(name, refs, gots, thresholds):
     if cmin is not None and result["cosine"] < cmin:
         result["failures"].append("cosine %.6f < %s" % (result["cosine"], cmin))
 
-    per_sample = [cosine(np.asarray(r, dtype=np.float64).ravel(), np.asarray(g, dtype=np.float64).ravel())
-                  for r, g in zip(refs, gots)]
-    if len(per_sample) > 1 and ref_all.size == len(refs):
+    if len(refs) > 1 and ref_all.size == len(refs):
         # one number per sample (a speech probability): its cosine is only its sign (0.015 against 0
         # scores 0, 0.73 against 1.0 scores 1), so each sample is held to slice_atol instead
-        diffs = [float(d) for d in diff]
-        k = int(np.argmax(diffs))
-        result["worst_sample"] = {"index": k, "max_abs": diffs[k], "one_element": True}
+        k = int(np.argmax(diff))
+        result["worst_sample"] = {"index": k, "max_abs": float(diff[k]), "one_element": True}
         satol = thresholds.get("slice_atol")
-        if thresholds.get("sample_cosine_min") is not None and satol is not None and diffs[k] > satol:
+        if thresholds.get("sample_cosine_min") is not None and satol is not None and diff[k] > satol:
             result["failures"].append("sample %d |diff| %.3g > slice_atol %s (one number per sample: "
                                       "judged by its difference, a cosine would be only its sign)"
-                                      % (k, diffs[k], satol))
-    elif len(per_sample) > 1:
+                                      % (k, diff[k], satol))
+    elif len(refs) > 1:
+        per_sample = [cosine(np.asarray(r, dtype=np.float64).ravel(), np.asarray(g, dtype=np.float64).ravel())
+                      for r, g in zip(refs, gots)]
         k = int(np.argmin(per_sample))
         result["worst_sample"] = {"index": k, "cosine": per_sample[k]}
         smin = thresholds.get("sample_cosine_min")

@@ -1,8 +1,10 @@
 """Why Silero VAD x coral fails: its recurrent state in one int8 tensor (docs/FORMATS.md, "Real models").
 
-Quantizes the float TF-Lite of a raspberry-pi bundle with ai-edge-quantizer (static_wi8_ai8, the
-union of every calibration sample's range, as the coral build's `minmax` recipe) and prints, per
-reference sample, the cosine of the speech probability and of each half of `stateN` (h, c).
+Quantizes the float TF-Lite of a raspberry-pi bundle the way the coral build does (the TF-Lite
+backend's own `quantize`, static int8 with the `minmax` calibration: the union of every sample's
+range, on the first 32 calibration chunks), runs both in the agent's LiteRT runtime (which quantizes
+the float feeds for int8 inputs, as on a device) and prints, per reference sample, the speech
+probability and the cosine of `stateN` and of each of its halves (h, c).
 
     .venv/bin/edgepack build .zoo/site/silero_vad/data/silero_vad.onnx --profile raspberry-pi \\
         --inputs .zoo/data/vad_inputs.npz --name silero-vad --out /tmp/rpi
@@ -10,8 +12,6 @@ reference sample, the cosine of the speech probability and of each half of `stat
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
 import tempfile
@@ -19,76 +19,46 @@ from pathlib import Path
 
 import numpy as np
 
-ZOO = Path(os.environ.get("EDGEPACK_ZOO") or Path(__file__).resolve().parents[1] / ".zoo")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ZOO = Path(os.environ.get("EDGEPACK_ZOO") or ROOT / ".zoo")
+
+from agent.parity import cosine  # noqa: E402
+from agent.runtimes import load_timed  # noqa: E402
+from packager import formats, profiles  # noqa: E402
+from packager.formats import Format  # noqa: E402
+from packager.formats.base import QuantPlan  # noqa: E402
+from packager.formats.tflite import io  # noqa: E402
 
 
-def _samples(d):
+def _samples(d) -> list[dict]:
     return [{"input": d["input"][i].astype(np.float32), "state": d["state"][i].astype(np.float32)}
             for i in range(len(d["input"]))]
 
 
-def _union(old, new):
-    if not old:
-        return new
-    return {**new, "min": np.minimum(old["min"], new["min"]), "max": np.maximum(old["max"], new["max"])}
-
-
-def quantize(float_path: str, calib: list, out: str) -> str:
-    from ai_edge_quantizer import calibrator, quantizer, recipe
-
-    qz = quantizer.Quantizer(float_path)
-    qz.load_quantization_recipe(recipe.static_wi8_ai8())
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        cal = calibrator.Calibrator(qz._float_model_buffer, qsv_update_func=_union)   # noqa: SLF001
-        cal.calibrate({"serving_default": calib}, qz._recipe_manager)                # noqa: SLF001
-        qz.quantize(cal.get_model_qsvs()).export_model(out, overwrite=True)
-    return out
-
-
-def run(path: str, samples: list) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(path).get_signature_runner()
-    ins, outs = runner.get_input_details(), runner.get_output_details()
-    res = {k: [] for k in outs}
-    for s in samples:
-        feed = {}
-        for n, det in ins.items():
-            x = s[n]
-            if det["dtype"] != np.float32:
-                sc, zp = det["quantization"]
-                x = np.clip(np.round(x / sc + zp), -128, 127).astype(det["dtype"])
-            feed[n] = x
-        got = runner(**feed)
-        for k, det in outs.items():
-            y = got[k]
-            if det["dtype"] != np.float32:
-                sc, zp = det["quantization"]
-                y = (y.astype(np.float32) - zp) * sc
-            res[k].append(y)
-    scales = {n: d["quantization"] for n, d in {**ins, **outs}.items()}
-    return {k: np.stack(v) for k, v in res.items()}, scales
-
-
-def cos(a, b) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+def _run(path: Path, samples: list[dict]) -> dict:
+    rt, _ = load_timed("litert", str(path), {})
+    outs = [rt.run(s) for s in samples]
+    return {k: [np.asarray(o[k]) for o in outs] for k in outs[0]}
 
 
 def main(float_path: str) -> None:
     ref_in = _samples(np.load(ZOO / "data" / "vad_inputs.npz"))
     calib = _samples(np.load(ZOO / "data" / "vad_calib.npz"))[:32]   # the build uses calibration_samples: 32
-    q_path = quantize(float_path, calib, str(Path(tempfile.mkdtemp()) / "int8.tflite"))
-    ref, _ = run(float_path, ref_in)
-    got, scales = run(q_path, ref_in)
-    print(f"int8 scales (scale, zero point): state {scales['state']}, stateN {scales['stateN']}, "
-          f"input {scales['input']}")
+    backend = formats.get(Format.TFLITE)
+    plan = QuantPlan(precision="int8", mode="static", calibration_method="minmax")
+    q = backend.quantize(io.read(Path(float_path)), plan, calib, Path(tempfile.mkdtemp()), profiles.load("coral"))
+    _, _, ins, outs = io.signature_details(q.path)
+    print("int8 scales (scale, zero point): "
+          + ", ".join(f"{n} {d['quantization']}" for n, d in {**ins, **outs}.items()))
+    ref, got = _run(Path(float_path), ref_in), _run(q.path, ref_in)
     print("sample  p float  p int8  |diff|  cos stateN  cos h   cos c   max|h|  max|c|")
     for i in range(len(ref_in)):
-        r, g = ref["stateN"][i], got["stateN"][i]
-        print(f"{i:6d}  {ref['output'][i].item():7.3f}  {got['output'][i].item():6.3f}  "
-              f"{abs(ref['output'][i].item() - got['output'][i].item()):6.3f}  {cos(r, g):10.4f}  "
-              f"{cos(r[0], g[0]):6.4f}  {cos(r[1], g[1]):6.4f}  {np.abs(r[0]).max():6.3f}  {np.abs(r[1]).max():6.2f}")
+        r, g = (x["stateN"][i].astype(np.float64) for x in (ref, got))
+        p, pq = ref["output"][i].item(), got["output"][i].item()
+        print(f"{i:6d}  {p:7.3f}  {pq:6.3f}  {abs(p - pq):6.3f}  {cosine(r.ravel(), g.ravel()):10.4f}  "
+              f"{cosine(r[0].ravel(), g[0].ravel()):6.4f}  {cosine(r[1].ravel(), g[1].ravel()):6.4f}  "
+              f"{np.abs(r[0]).max():6.3f}  {np.abs(r[1]).max():6.2f}")
 
 
 if __name__ == "__main__":

@@ -43,14 +43,13 @@ def thresholds_for(profile, art: Artifact, reference: list[dict] | None = None) 
     out["classifier_outputs"] = names
     out["slice_axis"] = profile.parity.slice_axis
     if profile.parity.slice_axis is None:
-        # axis 1 is the channel axis only behind a batch axis 0: a state [2, batch, 128] is sliced on
-        # axis 0 instead, so h in [-1, 1] is judged apart from c, which would otherwise hide it
-        # The sizes of one reference sample tell where the batch is (an ONNX graph often leaves its
-        # outputs' sizes unknown): the first axis of size 1, when axis 0 is not.
-        shapes = {k: list(np.shape(v)) for k, v in (reference or [{}])[0].items()}
-        shapes.update({o.name: o.shape for o in art.outputs if o.name not in shapes})
-        axes = {n: 0 for n, shape in shapes.items()
-                if len(shape) >= 3 and TensorSpec(n, "float32", shape).batch_axis not in (None, 0)}
+        # Axis 1 is the channel axis only behind a batch axis 0: a state [2, batch, 128] is sliced on
+        # axis 0 instead, so h in [-1, 1] is judged apart from c, which would otherwise hide it. A
+        # reference sample's sizes say where its batch is (an ONNX graph often leaves its outputs'
+        # sizes unknown): TensorSpec.batch_axis, the first axis of size 1 of a fixed shape.
+        specs = {o.name: o for o in art.outputs}
+        specs.update({k: TensorSpec(k, "float32", list(np.shape(v))) for k, v in (reference or [{}])[0].items()})
+        axes = {n: 0 for n, spec in specs.items() if len(spec.shape) >= 3 and spec.batch_axis not in (None, 0)}
         if axes:
             out["slice_axes"] = axes
     return out

@@ -92,20 +92,18 @@ class BindInputs(Pass):
         return steering_scalars(graph.load(art.path))
 
     def wanted(self, ctx, art, opts, next_backend):
-        if quantized_here(ctx, art, next_backend):
-            names = self.candidates(art, opts)
-            if names:   # its quantizer leaves If bodies alone: a graph that is all If would stay float
-                return (f"int8: onnxruntime's quantizer does not enter the If that {', '.join(names)} steer; "
-                        "bound to the reference value so it folds")
-            return None
-        if next_backend is None or next_backend.format not in (Format.TFLITE, Format.OPENVINO):
+        int8 = quantized_here(ctx, art, next_backend)   # onnxruntime's quantizer leaves If bodies alone
+        if not int8 and (next_backend is None or next_backend.format not in (Format.TFLITE, Format.OPENVINO)):
             return None
         names = self.candidates(art, opts)
-        if names:
-            tool = "onnx2tf" if next_backend.format == Format.TFLITE else "openvino.convert_model"
-            return (f"{next_backend.label} ({tool}) cannot take the If that {', '.join(names)} steer; "
+        if not names:
+            return None
+        if int8:   # a graph that is all If would stay float
+            return (f"int8: onnxruntime's quantizer does not enter the If that {', '.join(names)} steer; "
                     "bound to the reference value so it folds")
-        return None
+        tool = "onnx2tf" if next_backend.format == Format.TFLITE else "openvino.convert_model"
+        return (f"{next_backend.label} ({tool}) cannot take the If that {', '.join(names)} steer; "
+                "bound to the reference value so it folds")
 
     def run(self, ctx, art, opts, next_backend=None):
         from onnx import helper, numpy_helper
