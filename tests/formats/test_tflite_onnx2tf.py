@@ -164,6 +164,46 @@ def test_a_failing_conversion_names_the_onnx_node_and_op(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@needs_venv
+@pytest.mark.slow
+def test_one_element_operands_keep_depthwise_convs_depthwise(tmp_path):
+    """PP-LCNet's learnable affine block as paddle2onnx writes it (Mul/Add by [1] constants before a
+    depthwise conv): onnx2tf 1.29.24 computes the affine ops channels-first between TRANSPOSEs and
+    makes the depthwise conv a grouped CONV_2D; scalar-operands (0-d constants) avoids both. When
+    onnx2tf handles [1] operands itself, the second half fails and the pass can go."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from packager.formats.tflite.quantize import op_kinds
+
+    rng = np.random.default_rng(0)
+    c = 16
+    inits = [numpy_helper.from_array(rng.normal(size=(c, 3, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=(c, 1, 3, 3)).astype(np.float32), "dw"),
+             numpy_helper.from_array(rng.normal(size=(1, c, 1, 1)).astype(np.float32), "head"),
+             numpy_helper.from_array(np.array([1.5], np.float32), "s"),
+             numpy_helper.from_array(np.array([0.25], np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c0"], name="pw"),
+             helper.make_node("Mul", ["s", "c0"], ["m"], name="lab_mul"),
+             helper.make_node("Add", ["m", "b"], ["a"], name="lab_add"),
+             helper.make_node("HardSwish", ["a"], ["r"], name="act"),
+             helper.make_node("Conv", ["r", "dw"], ["d"], group=c, pads=[1, 1, 1, 1], strides=[2, 2], name="dwconv"),
+             helper.make_node("Conv", ["d", "head"], ["y"], name="out")]
+    src = _graph(tmp_path / "lab.onnx", nodes, inits, [1, 1, 20, 24], in_shape=(1, 3, 40, 48))
+    np.savez(tmp_path / "x.npz", x=rng.normal(size=(2, 3, 40, 48)).astype(np.float32))
+
+    def ops(out, **kw):
+        res = build(src, "raspberry-pi", tmp_path / out, inputs=tmp_path / "x.npz", **kw)
+        assert res.manifest["host_parity"]["passed"]
+        return [op for op, _, _ in op_kinds(res.bundle / "model" / "model.tflite")], res.manifest
+
+    kinds, manifest = ops("with")
+    assert "DEPTHWISE_CONV_2D" in kinds and "TRANSPOSE" not in kinds, kinds
+    assert [p["changed"]["rewritten"] for p in manifest["conversion"]["passes"] if p["name"] == "scalar-operands"] == [2]
+    kinds, _ = ops("without", profile_patch={"passes": {"scalar-operands": {"enabled": False}}})
+    assert "DEPTHWISE_CONV_2D" not in kinds and "TRANSPOSE" in kinds, kinds
+
+
 def test_the_stopping_node_is_read_from_onnx2tf_output(tmp_path):
     """What onnx2tf 1.29.24 printed for PP-OCR's angle classifier (nodes named 'Softmax@0'), cut
     to its lines that matter: the innermost node, its op, and the line that says why."""

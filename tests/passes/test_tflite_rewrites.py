@@ -1,5 +1,5 @@
-"""The rewrites before onnx2tf for int8 TF-Lite (hard-sigmoid, conv-bias) and simplify's Slice rule
-before onnx2tf, on small graphs made here: each runs only where it is needed, changes what it says,
+"""The rewrites before onnx2tf for int8 TF-Lite (hard-sigmoid, conv-bias), scalar-operands and
+simplify's Slice rule before onnx2tf, on small graphs made here: each runs only where it is needed, changes what it says,
 and keeps onnxruntime's numbers."""
 from __future__ import annotations
 
@@ -109,3 +109,49 @@ def test_before_onnx2tf_chained_slices_stay_one_axis_each(tmp_path):
     slices = [n for n in model.graph.node if n.op_type == "Slice"]
     assert len(slices) == 1 and inits[slices[0].input[3]].tolist() == [1]   # the no-op slices are gone
     np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0])
+
+
+def affine_block(path, scalar_shape=(1,)):
+    """Conv -> Mul(w) -> Add(b) -> HardSwish -> depthwise Conv: PP-LCNet's learnable affine block
+    around its activation, with w and b as paddle2onnx writes scalar parameters (shape [1])."""
+    w = numpy_helper.from_array(RNG.normal(size=(3, 3, 1, 1)).astype(np.float32), "w")
+    dw = numpy_helper.from_array(RNG.normal(size=(3, 1, 3, 3)).astype(np.float32), "dw")
+    s = numpy_helper.from_array(np.full(scalar_shape, 1.5, np.float32), "s")
+    b = numpy_helper.from_array(np.full(scalar_shape, 0.25, np.float32), "b")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="pw"),
+             helper.make_node("Mul", ["s", "c"], ["m"], name="lab_mul"),
+             helper.make_node("Add", ["m", "b"], ["a"], name="lab_add"),
+             helper.make_node("HardSwish", ["a"], ["h"], name="hs"),
+             helper.make_node("Conv", ["h", "dw"], ["y"], group=3, pads=[1, 1, 1, 1], name="dwconv")]
+    return _save(path, nodes, [w, dw, s, b], [1, 3, 8, 8], opset=14)
+
+
+def test_one_element_operands_become_scalars_before_onnx2tf_to_float_tflite(tmp_path):
+    src = affine_block(tmp_path / "lab.onnx")
+    new, by = _run(tmp_path / "rpi", src, "raspberry-pi")                 # fp32 TF-Lite
+    assert by["scalar-operands"]["changed"]["rewritten"] == 2, by
+    model = onnx.load(str(new.path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    mul = next(n for n in model.graph.node if n.op_type == "Mul")
+    assert inits[mul.input[0]].shape == () and "s" not in inits        # the [1] original is gone
+    np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0], rtol=1e-6, atol=1e-6)
+    _, fp16 = _run(tmp_path / "android", src, "android")
+    assert fp16["scalar-operands"]["changed"]["rewritten"] == 2
+    _, int8 = _run(tmp_path / "coral", src, "coral")      # int8: TF-Lite's fused HARD_SWISH loses more
+    assert "scalar-operands" not in int8
+    ctx = context(tmp_path / "x86", "x86-cpu", X, src)                    # no onnx2tf next: not run
+    _, records = passes.apply(ctx, artifact(src, ctx), None)
+    assert "scalar-operands" not in {r["name"] for r in records}
+
+
+def test_a_one_element_operand_against_a_scalar_tensor_keeps_its_shape(tmp_path):
+    """[1] * 0-d is [1]; [1] made 0-d would give 0-d: that use is left alone."""
+    from packager.passes import scalar_operands
+
+    s = numpy_helper.from_array(np.array([2.0], np.float32), "s")
+    nodes = [helper.make_node("ReduceSum", ["x"], ["t"], keepdims=0, name="sum"),
+             helper.make_node("Mul", ["t", "s"], ["y"], name="scale")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [s])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
+    assert scalar_operands.candidates(model) == []
