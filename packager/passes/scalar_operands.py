@@ -75,8 +75,9 @@ class ScalarOperands(Pass):
     summary = "[1]-shaped constants of element-wise ops as 0-d scalars before onnx2tf to a float TF-Lite (no TRANSPOSE pairs, depthwise convs stay depthwise)"
 
     def wanted(self, ctx, art, opts, next_backend):
-        if next_backend is None or next_backend.format != Format.TFLITE or int8_tflite_next(ctx, next_backend) or \
-                not candidates(graph.load(art.path, weights=False)):
+        float_tflite = next_backend is not None and next_backend.format == Format.TFLITE \
+            and not int8_tflite_next(ctx, next_backend)
+        if not float_tflite or not candidates(graph.load(art.path, weights=False)):
             return None
         return "onnx2tf reads a [1] operand as a layout change (TRANSPOSE pairs, grouped convs)"
 
@@ -96,7 +97,8 @@ class ScalarOperands(Pass):
                 value = numpy_helper.to_array(inits[name]).reshape(())
                 g.initializer.append(numpy_helper.from_array(value, scalars[name]))
             node.input[k] = scalars[name]
-        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        # an If/Loop body may read a top-level initializer by name
+        used = {i for sub in graph.graphs(model) for n in sub.node for i in n.input} | {o.name for o in g.output}
         for name in scalars:
             if name not in used:
                 g.initializer.remove(inits[name])

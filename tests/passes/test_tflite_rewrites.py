@@ -1,6 +1,6 @@
 """The rewrites before onnx2tf for int8 TF-Lite (hard-sigmoid, conv-bias), scalar-operands and
-simplify's Slice rule before onnx2tf, on small graphs made here: each runs only where it is needed, changes what it says,
-and keeps onnxruntime's numbers."""
+simplify's Slice rule before onnx2tf, on small graphs made here: each runs only where it is needed,
+changes what it says, and keeps onnxruntime's numbers."""
 from __future__ import annotations
 
 import numpy as np
@@ -111,13 +111,13 @@ def test_before_onnx2tf_chained_slices_stay_one_axis_each(tmp_path):
     np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0])
 
 
-def affine_block(path, scalar_shape=(1,)):
+def affine_block(path):
     """Conv -> Mul(w) -> Add(b) -> HardSwish -> depthwise Conv: PP-LCNet's learnable affine block
     around its activation, with w and b as paddle2onnx writes scalar parameters (shape [1])."""
     w = numpy_helper.from_array(RNG.normal(size=(3, 3, 1, 1)).astype(np.float32), "w")
     dw = numpy_helper.from_array(RNG.normal(size=(3, 1, 3, 3)).astype(np.float32), "dw")
-    s = numpy_helper.from_array(np.full(scalar_shape, 1.5, np.float32), "s")
-    b = numpy_helper.from_array(np.full(scalar_shape, 0.25, np.float32), "b")
+    s = numpy_helper.from_array(np.array([1.5], np.float32), "s")
+    b = numpy_helper.from_array(np.array([0.25], np.float32), "b")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="pw"),
              helper.make_node("Mul", ["s", "c"], ["m"], name="lab_mul"),
              helper.make_node("Add", ["m", "b"], ["a"], name="lab_add"),
@@ -155,3 +155,22 @@ def test_a_one_element_operand_against_a_scalar_tensor_keeps_its_shape(tmp_path)
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [s])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
     assert scalar_operands.candidates(model) == []
+
+
+def test_a_one_element_constant_an_if_body_also_reads_stays_for_it(tmp_path):
+    """The top-level Mul's [1] operand becomes 0-d; the If body reads the original by name, so it stays."""
+    s = numpy_helper.from_array(np.array([2.0], np.float32), "s")
+    then_g = helper.make_graph([helper.make_node("Mul", ["m", "s"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 3, 8, 8])])
+    else_g = helper.make_graph([helper.make_node("Identity", ["m"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 3, 8, 8])])
+    nodes = [helper.make_node("Mul", ["x", "s"], ["m"], name="scale"),
+             helper.make_node("ReduceSum", ["x"], ["r"], keepdims=0, name="sum"),
+             helper.make_node("Greater", ["r", "zero"], ["c"], name="positive"),
+             helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g, name="branch")]
+    src = _save(tmp_path / "if.onnx", nodes, [s, numpy_helper.from_array(np.array(0.0, np.float32), "zero")],
+                [1, 3, 8, 8], opset=13)
+    new, by = _run(tmp_path / "rpi", src, "raspberry-pi")
+    assert by["scalar-operands"]["changed"]["rewritten"] == 1, by          # not refused by its check
+    assert "s" in {i.name for i in onnx.load(str(new.path)).graph.initializer}
+    np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0], rtol=1e-6, atol=1e-6)
