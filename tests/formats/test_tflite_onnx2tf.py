@@ -204,6 +204,30 @@ def test_one_element_operands_keep_depthwise_convs_depthwise(tmp_path):
     assert "DEPTHWISE_CONV_2D" not in kinds and "TRANSPOSE" in kinds, kinds
 
 
+@needs_venv
+def test_a_channels_first_output_keeps_its_layout(tmp_path):
+    """A [1, 4, H, W] output (a segmentation map): onnx2tf 1.29.24 gives it channels-last and has no option
+    to keep it; the serving signature transposes it back, so the bundle gives the ONNX model's output."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=(4, 8, 1, 1)).astype(np.float32), "head")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="act"),
+             helper.make_node("Conv", ["r", "head"], ["y"], name="classes")]
+    src = _graph(tmp_path / "seg.onnx", nodes, inits, [1, 4, 12, 20], in_shape=(1, 3, 12, 20))
+    np.savez(tmp_path / "x.npz", x=rng.normal(size=(2, 3, 12, 20)).astype(np.float32))
+    res = build(src, "raspberry-pi", tmp_path / "out", inputs=tmp_path / "x.npz")
+    assert res.manifest["host_parity"]["passed"]
+    assert [o["shape"] for o in res.manifest["outputs"]] == [[1, 4, 12, 20]], res.manifest["outputs"]
+    assert res.manifest["conversion"]["outputs_reshaped"] == [
+        {"output": "y", "onnx2tf_shape": [1, 12, 20, 4], "shape": [1, 4, 12, 20], "by": "transpose"}]
+    report, code = selftest(res.bundle)
+    assert code == 0, report["verdict"]
+
+
 def test_the_stopping_node_is_read_from_onnx2tf_output(tmp_path):
     """What onnx2tf 1.29.24 printed for PP-OCR's angle classifier (nodes named 'Softmax@0'), cut
     to its lines that matter: the innermost node, its op, and the line that says why."""

@@ -117,10 +117,15 @@ if len(sys.argv) > 2:
         have = list(t.shape)
         if want is None or have == want or None in have:
             return t
-        if [d for d in have if d != 1] != [d for d in want if d != 1]:
-            return t
-        print("EDGEPACK_RESHAPED " + json.dumps([name, have, want]))
-        return tf.reshape(t, want)
+        if [d for d in have if d != 1] == [d for d in want if d != 1]:
+            print("EDGEPACK_RESHAPED " + json.dumps([name, have, want]))
+            return tf.reshape(t, want)
+        # a channels-first output (a segmentation map, an image) comes out channels-last: transposed back
+        r = len(want)
+        if r >= 3 and have == [want[0], *want[2:], want[1]]:
+            print("EDGEPACK_TRANSPOSED " + json.dumps([name, have, want]))
+            return tf.transpose(t, [0, r - 1, *range(1, r - 1)])
+        return t
     def serve(*inputs):
         got = model(inputs)
         got = list(got) if isinstance(got, (list, tuple)) else [got]
@@ -355,9 +360,13 @@ def _run(job: Job, out: Path) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith("EDGEPACK_VERSIONS "):
             versions = json.loads(line.split(" ", 1)[1])
-        elif line.startswith("EDGEPACK_RESHAPED "):
-            name, have, want = json.loads(line.split(" ", 1)[1])
-            reshaped.append({"output": name, "onnx2tf_shape": have, "shape": want})
+        elif line.startswith(("EDGEPACK_RESHAPED ", "EDGEPACK_TRANSPOSED ")):
+            how, rest = line.split(" ", 1)
+            name, have, want = json.loads(rest)
+            entry = {"output": name, "onnx2tf_shape": have, "shape": want,
+                     "by": "transpose" if how == "EDGEPACK_TRANSPOSED" else "reshape"}
+            if entry not in reshaped:            # printed once per trace of the serving function
+                reshaped.append(entry)
     shutil.copyfile(produced, out)
     info = {"route": "onnx2tf (isolated venv .venv-onnx2tf, subprocess, no network)",
             "seconds": round(seconds, 3), "toolchain": versions,
