@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 # its branches' stale shapes), then sizes (the simplifier folds shape arithmetic only once sizes are
 # fixed), the opset before simplifying (the converter's new Constant inputs get folded), rewrites
 # before simplifying too (onnxslim folds their constant Mul/Add into the Conv before them), the
-# bias fold and the scalar operands after it (onnxslim has made them initializers), shape inference
-# last (on the graph the next step gets).
+# bias fold, the scalar operands and the depthwise strides after it (onnxslim has made them
+# initializers), shape inference last (on the graph the next step gets).
 PASS_MODULES = (
     "packager.passes.bind_inputs",
     "packager.passes.static_shapes",
@@ -42,6 +42,7 @@ PASS_MODULES = (
     "packager.passes.simplify",
     "packager.passes.conv_bias",
     "packager.passes.scalar_operands",
+    "packager.passes.depthwise_strides",
     "packager.passes.shape_inference",
 )
 

@@ -205,6 +205,46 @@ def test_one_element_operands_keep_depthwise_convs_depthwise(tmp_path):
 
 
 @needs_venv
+@pytest.mark.slow
+def test_a_depthwise_conv_with_strides_2_1_stays_depthwise_in_int8_tflite(tmp_path):
+    """PP-OCR's height-only downsampling (a depthwise conv with strides (2, 1)): onnx2tf 1.29.24 writes
+    it as a grouped CONV_2D, op version 6, which every CONV_2D of the model then carries (one opcode
+    entry) and which needs TF-Lite 2.9; depthwise-strides makes it a DEPTHWISE_CONV_2D and a
+    STRIDED_SLICE. When onnx2tf maps unequal strides itself, the second half fails and the pass can go."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from packager.formats.tflite.needs import min_runtime_version, op_versions
+    from packager.formats.tflite.quantize import op_kinds
+
+    rng = np.random.default_rng(0)
+    c = 16
+    inits = [numpy_helper.from_array(rng.normal(size=(c, 3, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=(c, 1, 3, 3)).astype(np.float32), "dw"),
+             numpy_helper.from_array(rng.normal(size=(4, c, 1, 1)).astype(np.float32), "head")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c0"], name="pw"),
+             helper.make_node("Relu", ["c0"], ["r"], name="act"),
+             helper.make_node("Conv", ["r", "dw"], ["d"], group=c, pads=[1, 1, 1, 1], strides=[2, 1], name="dwconv"),
+             helper.make_node("Conv", ["d", "head"], ["y"], name="out")]
+    src = _graph(tmp_path / "dw.onnx", nodes, inits, [1, 4, 8, 32], in_shape=(1, 3, 16, 32))
+    np.savez(tmp_path / "x.npz", x=rng.normal(size=(4, 3, 16, 32)).astype(np.float32))
+    np.savez(tmp_path / "calib.npz", x=rng.normal(size=(16, 3, 16, 32)).astype(np.float32))
+
+    def model(out, **kw):
+        res = build(src, "coral", tmp_path / out, inputs=tmp_path / "x.npz", calibration=tmp_path / "calib.npz", **kw)
+        assert res.manifest["host_parity"]["passed"]
+        path = res.bundle / "model" / "model.tflite"
+        return [op for op, _, _ in op_kinds(path)], op_versions(path), min_runtime_version(path), res.manifest
+
+    kinds, versions, needs, manifest = model("with")
+    assert "DEPTHWISE_CONV_2D" in kinds and "STRIDED_SLICE" in kinds and versions["CONV_2D"] == [1], (kinds, versions)
+    assert [p["changed"]["rewritten"] for p in manifest["conversion"]["passes"] if p["name"] == "depthwise-strides"] == [1]
+    kinds, versions, needs_without, _ = model("without", profile_patch={"passes": {"depthwise-strides": {"enabled": False}}})
+    assert "DEPTHWISE_CONV_2D" not in kinds and versions["CONV_2D"] == [6], (kinds, versions)
+    assert tuple(map(int, needs.split("."))) < (2, 9) <= tuple(map(int, needs_without.split("."))), (needs, needs_without)
+
+
+@needs_venv
 def test_a_channels_first_output_keeps_its_layout(tmp_path):
     """A [1, 4, H, W] output (a segmentation map): onnx2tf 1.29.24 gives it channels-last and has no option
     to keep it; the serving signature transposes it back, so the bundle gives the ONNX model's output."""

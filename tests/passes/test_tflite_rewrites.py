@@ -1,16 +1,18 @@
-"""The rewrites before onnx2tf for int8 TF-Lite (hard-sigmoid, conv-bias), scalar-operands and
-simplify's Slice rule before onnx2tf, on small graphs made here: each runs only where it is needed,
-changes what it says, and keeps onnxruntime's numbers."""
+"""The rewrites before onnx2tf for int8 TF-Lite (hard-sigmoid, conv-bias, depthwise-strides),
+scalar-operands and simplify's Slice rule before onnx2tf, on small graphs made here: each runs only
+where it is needed, changes what it says, and keeps onnxruntime's numbers."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from passes_support import artifact, context, ort_run
 
 from packager import formats, passes
 from packager.formats import Format
+from packager.passes.graph import attr as graph_attr
 
 RNG = np.random.default_rng(3)
 X = {"x": RNG.normal(size=(1, 3, 8, 8)).astype(np.float32)}
@@ -174,3 +176,64 @@ def test_a_one_element_constant_an_if_body_also_reads_stays_for_it(tmp_path):
     assert by["scalar-operands"]["changed"]["rewritten"] == 1, by          # not refused by its check
     assert "s" in {i.name for i in onnx.load(str(new.path)).graph.initializer}
     np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0], rtol=1e-6, atol=1e-6)
+
+
+def strided_depthwise(path, strides=(2, 1), auto_pad=None, per_group=1):
+    """x[1, 3, 8, 8] -> Conv(3x3, the given strides): depthwise (group 3) as PP-OCR downsamples height
+    only, or with per_group=3 a dense conv (group 1)."""
+    w = numpy_helper.from_array(RNG.normal(size=(3, per_group, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(RNG.normal(size=(3,)).astype(np.float32), "b")
+    pads = {"auto_pad": auto_pad} if auto_pad else {"pads": [1, 1, 1, 1]}
+    out = [1, 3, -(-8 // strides[0]), -(-8 // strides[1])]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], group=3 // per_group, strides=list(strides),
+                              dilations=[1, 1], name="dw", **pads)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], [w, b])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("strides", [(2, 1), (1, 2), (3, 1)])
+def test_a_depthwise_conv_with_unequal_strides_becomes_stride_1_and_a_slice_for_int8_tflite(tmp_path, strides):
+    src = strided_depthwise(tmp_path / "dw.onnx", strides)
+    new, by = _run(tmp_path / "coral", src, "coral")
+    assert by["depthwise-strides"]["changed"]["rewritten"] == 1, by
+    model = onnx.load(str(new.path))
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Slice"]
+    assert graph_attr(model.graph.node[0], "strides") == [1, 1]
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    steps = inits[model.graph.node[1].input[4]].tolist()
+    assert steps == [s for s in strides if s > 1]
+    ref, got = ort_run(src, X)[0], ort_run(new.path, X)[0]
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_depthwise_strides_runs_for_a_float_tflite_only_when_enabled(tmp_path):
+    """auto: int8 TF-Lite only (XNNPACK runs a float grouped conv itself; bench/tflite_passes.py)."""
+    src = strided_depthwise(tmp_path / "dw.onnx")
+    _, fp32 = _run(tmp_path / "rpi", src, "raspberry-pi")
+    assert "depthwise-strides" not in fp32
+    on = tmp_path / "rpi-dw.yaml"
+    on.write_text("name: rpi-dw\nextends: raspberry-pi\npasses: {depthwise-strides: {enabled: true}}\n")
+    new, by = _run(tmp_path / "rpi-on", src, str(on))
+    assert by["depthwise-strides"]["changed"]["rewritten"] == 1
+    np.testing.assert_allclose(ort_run(new.path, X)[0], ort_run(src, X)[0], rtol=1e-6, atol=1e-6)
+    ctx = context(tmp_path / "x86", "x86-cpu-int8", X, src)              # an ONNX bundle: ORT runs it as is
+    _, records = passes.apply(ctx, artifact(src, ctx), None)
+    assert "depthwise-strides" not in {r["name"] for r in records}
+
+
+@pytest.mark.parametrize("kind", ["equal strides", "SAME pads", "dense"])
+def test_depthwise_strides_leaves_other_convs_alone(tmp_path, kind):
+    from packager.passes import depthwise_strides
+
+    src = strided_depthwise(tmp_path / "c.onnx", **{"equal strides": {"strides": (2, 2)},
+                                                     "SAME pads": {"auto_pad": "SAME_UPPER"},
+                                                     "dense": {"per_group": 3}}[kind])
+    assert depthwise_strides.candidates(onnx.load(str(src))) == []
+    _, by = _run(tmp_path / "coral", src, "coral")
+    assert "depthwise-strides" not in by

@@ -40,3 +40,19 @@ def min_runtime_version(path: Path) -> Optional[str]:
         text = raw.split(b"\0", 1)[0].decode("ascii", "replace").strip()
         return text or None
     return None
+
+
+def op_versions(path: Path) -> dict[str, list[int]]:
+    """Each builtin op of the model's opcode table with its versions ({"CONV_2D": [6], ...}); one
+    opcode entry stands for every op of that kind and version in the model. Empty without a schema."""
+    schema = _schema()
+    if schema is None:
+        return {}
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(bytearray(Path(path).read_bytes()), 0)
+    found: dict[str, list[int]] = {}
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        op = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        found.setdefault(op, []).append(code.Version())
+    return {op: sorted(v) for op, v in found.items()}
