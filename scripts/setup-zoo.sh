@@ -40,7 +40,9 @@ for line in open(sys.argv[1]):
 PYEOF
 then
   say "installing requirements-zoo.txt into .venv (constrained to what .venv has)"
-  cons="$(mktemp)"; "${PIP[@]}" freeze | grep -viE '^(transformers|tokenizers|safetensors)==' > "$cons"
+  # (an editable install or a URL line is no constraint pip takes: only name==version lines)
+  cons="$(mktemp)"; "${PIP[@]}" freeze | grep -E '^[A-Za-z0-9._-]+==' \
+    | grep -viE '^(transformers|tokenizers|safetensors)==' > "$cons"
   "${PIP[@]}" install -r "$ROOT/requirements-zoo.txt" -c "$cons"
   rm -f "$cons"
   "${PIP[@]}" check
