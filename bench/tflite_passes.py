@@ -62,9 +62,8 @@ def main() -> int:
     rows = []
     for name, profile in PASSES[args.name]:
         model, data, shape = MODELS[name]
-        bundles = {}
+        bundles, int8 = {}, profile == "coral"
         for tag, on in (("with", True), ("without", False)):
-            int8 = profile == "coral"
             res = build(BuildOptions(source=str(OCR / model), profile=profile, out=out / name / profile / tag,
                                      inputs=ZOO / "data" / f"{data}_inputs.npz", input_shapes=[shape],
                                      calibration=ZOO / "data" / f"{data}_calib.npz" if int8 else None,

@@ -29,7 +29,7 @@ from typing import Literal, Union
 from ..formats import Format
 from . import Pass, graph, int8_tflite_next
 
-EXPLICIT_PADS = ("NOTSET", "VALID")
+EXPLICIT_PADS = (b"NOTSET", b"VALID")       # auto_pad as onnx.helper reads it
 
 
 @dataclass(frozen=True)
@@ -37,41 +37,24 @@ class DepthwiseStridesOptions(graph.Tolerance):
     enabled: Union[Literal["auto"], bool] = "auto"
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def candidates(model) -> list[tuple]:
-    """(index, node) of each depthwise Conv with unequal 2-D strides and explicit pads. Reads the
-    weights' dims only: a graph loaded without weights will do."""
+    """(node, kernel [kh, kw]) of each depthwise Conv with unequal 2-D strides and explicit pads.
+    Reads the weights' dims only: a graph loaded without weights will do."""
     g = model.graph
     if graph.opset(model) < 10:
         return []
     weights = {i.name: list(i.dims) for i in g.initializer}
     found = []
-    for k, n in enumerate(g.node):
+    for n in g.node:
         if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in weights:
             continue
         w = weights[n.input[1]]
         strides = list(graph.attr(n, "strides", None) or [1, 1])
         if len(w) != 4 or w[1] != 1 or int(graph.attr(n, "group", 1)) <= 1 or len(strides) != 2:
             continue
-        if strides[0] != strides[1] and _text(graph.attr(n, "auto_pad", "NOTSET")) in EXPLICIT_PADS:
-            found.append((k, n))
+        if strides[0] != strides[1] and graph.attr(n, "auto_pad", b"NOTSET") in EXPLICIT_PADS:
+            found.append((n, w[2:]))
     return found
-
-
-def _spatial(model) -> dict[str, list]:
-    """The spatial sizes (H, W) of every rank-4 tensor whose shape ONNX shape inference knows."""
-    from onnx import shape_inference
-
-    g = shape_inference.infer_shapes(model).graph
-    sizes = {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
-            sizes[vi.name] = [d.dim_value for d in dims[2:]]
-    return sizes
 
 
 class DepthwiseStrides(Pass):
@@ -87,46 +70,43 @@ class DepthwiseStrides(Pass):
 
     def run(self, ctx, art, opts, next_backend=None):
         import numpy as np
-        import onnx
         from onnx import helper, numpy_helper
 
         model = graph.load(art.path)
-        found = candidates(model)
-        sizes = _spatial(model) if found else {}
-        weights = {i.name: list(i.dims) for i in model.graph.initializer}
-        rewritten, slices = [], {}
-        for k, node in found:
-            if node.input[0] not in sizes:
+        g = model.graph
+        kernels = {n.output[0]: kernel for n, kernel in candidates(model)}
+        shapes = graph.inferred_shapes(model) if kernels else {}
+        nodes, rewritten = [], []
+        for node in g.node:
+            nodes.append(node)
+            if node.op_type != "Conv" or node.output[0] not in kernels:
+                continue
+            size = shapes.get(node.input[0])
+            if not size or len(size) != 4 or None in size[2:]:
                 continue                     # the input's size is unknown: the Slice's ends would be too
-            kernel = weights[node.input[1]][2:]
+            kernel = kernels[node.output[0]]
             pads = list(graph.attr(node, "pads", None) or [0, 0, 0, 0])
             dil = list(graph.attr(node, "dilations", None) or [1, 1])
             strides = list(graph.attr(node, "strides"))
             axes = [a for a in (0, 1) if strides[a] > 1]
             # the stride-1 output's length on each sliced axis
-            ends = [sizes[node.input[0]][a] + pads[a] + pads[a + 2] - dil[a] * (kernel[a] - 1) for a in axes]
-            dense = f"{node.output[0]}/stride1"
+            ends = [size[a + 2] + pads[a] + pads[a + 2] - dil[a] * (kernel[a] - 1) for a in axes]
             label = node.name or node.output[0]
             consts = {f"{label}/slice_{part}": np.array(v, np.int64) for part, v in
                       (("starts", [0] * len(axes)), ("ends", ends), ("axes", [a + 2 for a in axes]),
                        ("steps", [strides[a] for a in axes]))}
-            model.graph.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
+            g.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
             for a in node.attribute:
                 if a.name == "strides":
                     a.CopyFrom(helper.make_attribute("strides", [1, 1]))
-            slices[k] = helper.make_node("Slice", [dense, *consts], [node.output[0]], name=f"{label}/strides")
+            dense = f"{node.output[0]}/stride1"
+            nodes.append(helper.make_node("Slice", [dense, *consts], [node.output[0]], name=f"{label}/strides"))
             node.output[0] = dense
             rewritten.append({"node": label, "strides": strides})
         if not rewritten:
             return graph.kept(art, self.name, "no depthwise conv with unequal strides has a known input size")
-        nodes = []
-        for k, node in enumerate(model.graph.node):
-            nodes.append(onnx.NodeProto())
-            nodes[-1].CopyFrom(node)
-            if k in slices:
-                nodes.append(slices[k])
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
+        del g.node[:]
+        g.node.extend(nodes)
         out = graph.save(model, ctx, art, "dwstrides")
         refused, check = graph.checked(ctx, art, out, opts, self.name, "rewritten")
         if refused:

@@ -75,6 +75,20 @@ def graphs(model):
                 stack.extend(attr.graphs)
 
 
+def inferred_shapes(model) -> dict[str, list]:
+    """Each tensor's shape as ONNX shape inference knows it: {name: [size, or None where symbolic]},
+    initializers and every input, value_info and output of known rank (weights not needed)."""
+    from onnx import shape_inference
+
+    g = shape_inference.infer_shapes(model).graph
+    shapes = {i.name: list(i.dims) for i in g.initializer}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return shapes
+
+
 def op_types(model) -> set[str]:
     """Every op type in the model, bodies of If/Loop included."""
     return {n.op_type for g in graphs(model) for n in g.node}

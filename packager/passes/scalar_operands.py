@@ -35,20 +35,6 @@ class ScalarOperandsOptions(graph.Tolerance):
     enabled: Union[Literal["auto"], bool] = "auto"
 
 
-def _ranks(model) -> dict[str, int]:
-    """Rank of every tensor whose shape ONNX shape inference knows (weights not needed)."""
-    from onnx import shape_inference
-
-    inferred = shape_inference.infer_shapes(model)
-    g = inferred.graph
-    ranks = {i.name: len(i.dims) for i in g.initializer}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        t = vi.type.tensor_type
-        if t.HasField("shape"):
-            ranks[vi.name] = len(t.shape.dim)
-    return ranks
-
-
 def candidates(model) -> list[tuple]:
     """(node, input index, initializer name) for each [1] initializer operand of an element-wise op
     whose other operand has a known rank >= 1. Reads dims only: a graph loaded without weights will do."""
@@ -56,7 +42,7 @@ def candidates(model) -> list[tuple]:
     ones = {i.name for i in g.initializer if list(i.dims) == [1]}
     if not ones or not any(n.op_type in ELEMENTWISE and set(n.input) & ones for n in g.node):
         return []
-    ranks = _ranks(model)
+    ranks = {name: len(shape) for name, shape in graph.inferred_shapes(model).items()}
     found = []
     for node in g.node:
         if node.op_type not in ELEMENTWISE or len(node.input) != 2:

@@ -187,13 +187,7 @@ def strided_depthwise(path, strides=(2, 1), auto_pad=None, per_group=1):
     out = [1, 3, -(-8 // strides[0]), -(-8 // strides[1])]
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], group=3 // per_group, strides=list(strides),
                               dilations=[1, 1], name="dw", **pads)]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], [w, b])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(path, nodes, [w, b], out, opset=13)
 
 
 @pytest.mark.parametrize("strides", [(2, 1), (1, 2), (3, 1)])
