@@ -33,7 +33,7 @@ STAGES = [("packager/pipeline.py", "build", "build() total"),
           ("onnxruntime/quantization/quantize.py", "quantize_static", "quantize_static [both]"),
           ("onnxruntime/quantization/quantize.py", "quantize_dynamic", "quantize_dynamic [both]"),
           ("packager/parity.py", "run_artifact", "host parity runs"),
-          ("packager/hostbench.py", "compare", "int8 vs fp32 host latency check"),
+          ("packager/hostbench.py", "timings", "int8 vs fp32 host latency check (and the fallback cost)"),
           ("packager/bundle.py", "write", "write bundle")]
 
 

@@ -1,8 +1,8 @@
 """A quick, honest latency comparison on the build host (not a benchmark; see bench/).
 
-The float model is loaded once (the int8 one comes from host parity), then both are timed in
-alternation (float, int8, float, int8), each round time-boxed, so the check costs well under a
-second even for larger models.
+The float model is loaded once (the int8 one comes from host parity), then the models are timed
+in alternation (int8, float, int8, float; with the fully quantized recipe as a third when nodes
+were left in float), each round time-boxed, so the check costs about a second even for larger models.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from .formats import Artifact
 from .parity import load_on_host
 
 log = logging.getLogger(__name__)
+
+RUNS = 20        # runs a round at most (each round is also time-boxed)
 
 
 def _load(art: Artifact, settings: dict):
@@ -35,44 +37,46 @@ def _median_ms(rt, feeds: dict, runs: int, budget_s: float) -> float:
     return times[len(times) // 2] * 1000.0
 
 
-def time_pair(rt_a, rt_b, feeds: dict, runs: int = 20, budget_s: float = 0.15) -> tuple[float, float]:
-    """Median single-inference ms of two loaded runtimes, timed in alternation (best of two rounds)."""
-    for rt in (rt_a, rt_b):  # warm-up
+def time_all(rts: list, feeds: dict, runs: int = RUNS, budget_s: float = 0.15) -> list[float]:
+    """Median single-inference ms of loaded runtimes, timed in alternation (best of two rounds)."""
+    for rt in rts:  # warm-up
         rt.run(feeds)
         rt.run(feeds)
-    a = [_median_ms(rt_a, feeds, runs, budget_s)]
-    b = [_median_ms(rt_b, feeds, runs, budget_s)]
-    a.append(_median_ms(rt_a, feeds, runs, budget_s))
-    b.append(_median_ms(rt_b, feeds, runs, budget_s))
-    return min(a), min(b)
+    rounds = [[_median_ms(rt, feeds, runs, budget_s) for rt in rts] for _ in range(2)]
+    return [min(r[i] for r in rounds) for i in range(len(rts))]
 
 
-def compare(float_art: Artifact, quant_art: Artifact, q_rt, feeds: dict, settings: dict,
-            runs: int = 20, budget_s: float = 0.15) -> dict | None:
-    """Median single-inference latency of the float and the int8 model (best of two rounds).
-    q_rt: the int8 model's runtime, already loaded by host parity."""
-    if float_art.path == quant_art.path or not float_art.path.exists():
-        return None
-    f_rt = _load(float_art, settings)
-    if f_rt is None or q_rt is None:
-        return None
-    fp32, int8 = time_pair(f_rt, q_rt, feeds, runs, budget_s)
-    return {"fp32_ms": fp32, "int8_ms": int8, "speedup": fp32 / int8 if int8 > 0 else 1.0,
-            "where": "build host, CPU", "runs_per_round": runs}
-
-
-def fallback_cost(full: Artifact, full_rt, chosen: Artifact, chosen_rt, feeds: dict, settings: dict) -> dict | None:
-    """What leaving nodes in float costs: the chosen model against the same recipe with every node
-    quantized (latency on this host, file size)."""
-    full_rt = full_rt or _load(full, settings)
-    if full_rt is None or chosen_rt is None:
-        return None
-    full_ms, chosen_ms = time_pair(full_rt, chosen_rt, feeds)
-    full_b, chosen_b = _size(full), _size(chosen)
-    return {"full_int8_ms": full_ms, "with_fallbacks_ms": chosen_ms,
-            "latency_ratio": chosen_ms / full_ms if full_ms > 0 else 1.0,
-            "full_int8_bytes": full_b, "with_fallbacks_bytes": chosen_b, "extra_bytes": chosen_b - full_b,
-            "where": "build host, CPU"}
+def timings(float_art: Artifact | None, chosen: Artifact, chosen_rt, feeds: dict, settings: dict,
+            full: Artifact | None = None, full_rt=None) -> dict:
+    """One timing session for what a build reports about speed, the chosen model timed once for both:
+    `host_latency`, int8 against the float model (float_art given), and `fallback_cost`, what leaving
+    nodes in float costs against the same recipe with every node quantized (full given: latency on
+    this host, file size). chosen_rt: the chosen model's runtime, already loaded by host parity."""
+    named = {}
+    if float_art is not None and float_art.path != chosen.path and float_art.path.exists():
+        named["fp32"] = _load(float_art, settings)
+    if full is not None:
+        named["full"] = full_rt or _load(full, settings)
+    named = {k: rt for k, rt in named.items() if rt is not None}
+    if chosen_rt is None or not named:
+        return {}
+    try:
+        ms = dict(zip(["chosen", *named], time_all([chosen_rt, *named.values()], feeds)))
+    except Exception as exc:  # noqa: BLE001 - a measurement, not a check
+        log.debug("host timing skipped: %s", exc)
+        return {}
+    out = {}
+    if "fp32" in ms:
+        out["host_latency"] = {"fp32_ms": ms["fp32"], "int8_ms": ms["chosen"],
+                               "speedup": ms["fp32"] / ms["chosen"] if ms["chosen"] > 0 else 1.0,
+                               "where": "build host, CPU", "runs_per_round": RUNS}
+    if "full" in ms:
+        full_b, chosen_b = _size(full), _size(chosen)
+        out["fallback_cost"] = {"full_int8_ms": ms["full"], "with_fallbacks_ms": ms["chosen"],
+                                "latency_ratio": ms["chosen"] / ms["full"] if ms["full"] > 0 else 1.0,
+                                "full_int8_bytes": full_b, "with_fallbacks_bytes": chosen_b,
+                                "extra_bytes": chosen_b - full_b, "where": "build host, CPU"}
+    return out
 
 
 def _size(art: Artifact) -> int:

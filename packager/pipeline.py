@@ -19,7 +19,7 @@ from .errors import SourceError, UsageError, short
 from .formats.base import BuildContext
 from .manifest import build_manifest, conversion_section
 from .passes.bind_inputs import drop_bound
-from .quant import recover
+from .quant import recipes, recover
 from .specs import TensorSpec, parse_input_shapes
 
 log = logging.getLogger(__name__)
@@ -233,15 +233,20 @@ def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
         quant = dict(art.info) if plan.precision != "fp32" else {}
         if plan.precision == "int8":
             quant["calibration"] = calib_info
-            speed = hostbench.compare(float_art, art, host_rt, model_inputs[0], settings)
-            if speed is not None:
-                quant["host_latency"] = speed
-                if speed["speedup"] < 0.95:  # 5 % margin: timing noise on a busy host
-                    warnings.append(
-                        f"int8 ran {1 / speed['speedup']:.2f}x SLOWER than fp32 on this host "
-                        f"({speed['int8_ms']:.3f} vs {speed['fp32_ms']:.3f} ms median): the CPU may lack "
-                        "fast int8 kernels for this model (common for small or conv models on AVX2 CPUs); check on the "
-                        "device, or use --precision fp32 / fp16")
+        full = done.full
+        timed = hostbench.timings(float_art if plan.precision == "int8" else None, art, host_rt, model_inputs[0],
+                                  settings, full=full.art if full else None, full_rt=full.runtime if full else None)
+        if "fallback_cost" in timed:
+            quant["fallback_cost"] = {**timed["fallback_cost"], "full_int8_recipe": recipes.label(full.plan)}
+        speed = timed.get("host_latency")
+        if speed is not None:
+            quant["host_latency"] = speed
+            if speed["speedup"] < 0.95:  # 5 % margin: timing noise on a busy host
+                warnings.append(
+                    f"int8 ran {1 / speed['speedup']:.2f}x SLOWER than fp32 on this host "
+                    f"({speed['int8_ms']:.3f} vs {speed['fp32_ms']:.3f} ms median): the CPU may lack "
+                    "fast int8 kernels for this model (common for small or conv models on AVX2 CPUs); check on the "
+                    "device, or use --precision fp32 / fp16")
         probe = prof.probe.to_dict()
         if opts.budget_ms is not None:
             probe["budget_ms"] = float(opts.budget_ms)

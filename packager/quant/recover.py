@@ -47,6 +47,7 @@ class Outcome:
     runtime: Any
     thresholds: dict
     record: dict = field(default_factory=dict)   # the manifest's quantization additions
+    full: Trial | None = None   # with nodes left in float: the same recipe with every node quantized
 
 
 @dataclass
@@ -243,12 +244,12 @@ def run(backend, float_art: Artifact, plan, calibration, workdir, profile, sampl
     if plan.precision != "fp32":
         record["attempts"] = s.attempts + s.skipped
         record["search_seconds"] = round(s.elapsed(), 2)
-    if chosen.plan.float_nodes:
-        record["fallback_cost"] = _cost(s, chosen)
+    full = s.plain.get(dataclasses.replace(chosen.plan, float_nodes=(), float_tail=0, float_head=0)) \
+        if chosen.plan.float_nodes else None
     if diagnose:
         record["diagnosis"] = _diagnosis(s, chosen)
     info = {**chosen.art.info, **record}
-    return Outcome(chosen.art.replace(info=info), chosen.parity, chosen.runtime, thresholds, record)
+    return Outcome(chosen.art.replace(info=info), chosen.parity, chosen.runtime, thresholds, record, full)
 
 
 def _measure(s: _Search, plans: list, first: bool = True) -> tuple[Trial | None, Trial | None]:
@@ -305,20 +306,6 @@ def _fall_back(s: _Search, best: Trial, rounds: int | None = None) -> tuple[Tria
             return trial, best
         current = trial
     return None, best
-
-
-def _cost(s: _Search, chosen: Trial) -> dict | None:
-    from .. import hostbench
-
-    full = s.plain.get(dataclasses.replace(chosen.plan, float_nodes=(), float_tail=0, float_head=0))
-    if full is None:
-        return None
-    try:
-        cost = hostbench.fallback_cost(full.art, full.runtime, chosen.art, chosen.runtime, s.samples[0], s.settings)
-        return {**cost, "full_int8_recipe": recipes.label(full.plan)} if cost else None
-    except Exception as exc:  # noqa: BLE001 - a measurement, not a check
-        log.debug("fallback cost not measured: %s", exc)
-        return None
 
 
 def _diagnosis(s: _Search, trial: Trial) -> dict:
