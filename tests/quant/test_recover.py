@@ -40,6 +40,7 @@ def test_a_sensitive_layer_is_left_in_float_and_the_manifest_says_so(sensitive, 
     cost = q["fallback_cost"]
     assert cost["full_int8_recipe"] == "static, all ops, per-channel, minmax, uint8 activations"   # x86 target
     assert cost["with_fallbacks_ms"] > 0 and cost["full_int8_ms"] > 0 and "extra_bytes" in cost
+    assert q["host_latency"]["int8_ms"] == cost["with_fallbacks_ms"]   # one timing session for both
     assert res.manifest["host_parity"]["passed"]
     assert q["activation_type"] == "uint8" and "x86" in q["activation_type_why"]     # x86-cpu-int8 targets x86
     assert isinstance(q["reduce_range"], bool) and q["reduce_range_why"] and "int8_flags" in q["build_host_cpu"]
