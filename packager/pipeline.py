@@ -85,15 +85,26 @@ def reference_inputs(src, opts: BuildOptions, count: int, shapes: dict) -> tuple
     return data.generate(src.inputs, count), "generated (seed 0)"
 
 
-def calibration_set(src, opts: BuildOptions, plan, warnings: list) -> tuple[list[dict] | None, str]:
-    """The samples static int8 calibrates on, and where they came from (manifest)."""
+def calibration_file(src, opts: BuildOptions, prof: profiles.Profile) -> list[dict] | None:
+    """--calibration read and checked (names, dtypes, shapes) before any conversion work, where the
+    profile may calibrate (int8, not dynamic): a wrong file fails in seconds, not after the route."""
+    if not opts.calibration or prof.precision != "int8" or prof.quantization.mode == "dynamic":
+        return None
+    return data.load_npz(opts.calibration, src.inputs, "calibration", limit=prof.quantization.calibration_samples)
+
+
+def calibration_set(src, opts: BuildOptions, plan, warnings: list, given: list[dict] | None = None
+                    ) -> tuple[list[dict] | None, str]:
+    """The samples static int8 calibrates on, and where they came from (manifest); given: the
+    --calibration samples calibration_file read."""
     if not plan.needs_calibration:
         if opts.calibration and plan.precision != "int8":
             warnings.append(f"--calibration is ignored for precision {plan.precision}")
         return None, "none"
     limit = plan.calibration_samples
     if opts.calibration:
-        calib = data.load_npz(opts.calibration, src.inputs, "calibration", limit=limit)
+        calib = given[:limit] if given is not None else \
+            data.load_npz(opts.calibration, src.inputs, "calibration", limit=limit)
         return calib, f"file:{opts.calibration.name} sha256:{sha256_file(opts.calibration)[:16]}"
     if opts.inputs:
         warnings.append("calibrating static int8 on --inputs: pass --calibration FILE.npz "
@@ -189,6 +200,7 @@ def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
     backend.check_route(route)
     sources.check_route(src, route)
     ref_inputs, input_origin = reference_inputs(src, opts, prof.parity.samples, shapes)
+    given_calib = calibration_file(src, opts, prof)
 
     log.info("running the original model on %d reference inputs", len(ref_inputs))
     try:
@@ -214,7 +226,7 @@ def _build(opts: BuildOptions, tmp: Path) -> BuildResult:
         bound = art.info.get("bound_inputs") or {}     # inputs the bind-inputs pass made constants
 
         plan = backend.quant_plan(prof, art)           # int8 'auto' resolved here, once
-        calib, calib_info = calibration_set(src, opts, plan, warnings)
+        calib, calib_info = calibration_set(src, opts, plan, warnings, given_calib)
         if calib is not None:
             calib = [layout.to_model_layout(x, changes) for x in drop_bound(calib, bound, "calibration")]
         float_art = art

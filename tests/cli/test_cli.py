@@ -132,6 +132,14 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case, args, expect)
     assert not dist.exists() or list(dist.iterdir()) == []
 
 
+def test_a_wrong_calibration_file_fails_before_any_conversion(tmp_path):
+    np.savez(tmp_path / "calib_name.npz", image=np.zeros((4, 3, 32, 32), np.float32))
+    proc = run_cli("build", f"{EXAMPLES}:tiny_cnn", "--profile", "x86-cpu-int8", "--precision", "int8-static",
+                   "--calibration", tmp_path / "calib_name.npz", "--out", tmp_path / "dist")
+    assert proc.returncode == 2 and "lacks ['x']" in proc.stderr
+    assert "converting" not in proc.stderr and "running the original" not in proc.stderr, proc.stderr
+
+
 def test_debug_shows_the_traceback(tmp_path):
     proc = run_cli("--debug", "build", "missing.onnx", "--profile", "x86-cpu", "--out", tmp_path)
     assert proc.returncode == 2 and "Traceback" in proc.stderr
