@@ -124,6 +124,7 @@ def diagnose_bundle(bundle_dir: Path) -> dict:
         if opts is not None:
             out = diagnose(opts)
             out["bundle"] = str(bundle_dir)
+            out["profile"] = m["profile"]["name"]      # not the temp file it was rebuilt from
             return out
     q = m.get("quantization") or {}
     return {"bundle": str(bundle_dir), "source": (m.get("provenance") or {}).get("source", {}).get("ref"),

@@ -98,7 +98,7 @@ def test_diagnose_a_bundle_rebuilds_its_source(sensitive, tmp_path):
     p = run_cli("diagnose", res.bundle, "--json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
-    assert d["bundle"] == str(res.bundle) and d["parity_passed"] is True
+    assert d["bundle"] == str(res.bundle) and d["parity_passed"] is True and d["profile"] == "x86-cpu-int8"
     assert d["diagnosis"]["covered"] is True and d["diagnosis"]["tensors_compared"] >= 3
     assert d["float_nodes"] and "conv2" in d["float_nodes"]
 
