@@ -72,7 +72,7 @@ def rewrite(src: Path, dst: Path) -> int:
     return len(fused)
 
 
-def build(source: Path, out: Path, case: zoo.Case, paths: dict) -> list[tuple[str, float]]:
+def build(source: Path, out: Path, case: zoo.Case) -> list[tuple[str, float]]:
     argv = case.build_argv("coral", out, json=True)
     argv[1] = str(source)
     p = subprocess.run([str(ROOT / ".venv" / "bin" / "edgepack"), *argv], capture_output=True, text=True,
@@ -105,7 +105,7 @@ def main() -> int:
         ort.InferenceSession(str(original), so).run(None, x), ort.InferenceSession(str(rewritten), so).run(None, x)))
     print(f"fused {n} hardswish patterns into HardSwish; max |diff| of the float outputs {diff:.2e}")
     for label, src in (("as exported", original), ("HardSwish", rewritten)):
-        for recipe, score in build(src, work / label.replace(" ", "-"), case, paths):
+        for recipe, score in build(src, work / label.replace(" ", "-"), case):
             print(f"{label:12s}  {recipe:55s}  score {score:.5f}")
     return 0
 

@@ -93,19 +93,18 @@ def calibration_file(src, opts: BuildOptions, prof: profiles.Profile) -> list[di
     return data.load_npz(opts.calibration, src.inputs, "calibration", limit=prof.quantization.calibration_samples)
 
 
-def calibration_set(src, opts: BuildOptions, plan, warnings: list, given: list[dict] | None = None
+def calibration_set(src, opts: BuildOptions, plan, warnings: list, given: list[dict] | None
                     ) -> tuple[list[dict] | None, str]:
     """The samples static int8 calibrates on, and where they came from (manifest); given: the
-    --calibration samples calibration_file read."""
+    --calibration samples calibration_file read before the route (it reads them for every profile whose
+    plan calibrates: static int8 comes only from an int8 profile whose mode is not dynamic)."""
     if not plan.needs_calibration:
         if opts.calibration and plan.precision != "int8":
             warnings.append(f"--calibration is ignored for precision {plan.precision}")
         return None, "none"
     limit = plan.calibration_samples
     if opts.calibration:
-        calib = given[:limit] if given is not None else \
-            data.load_npz(opts.calibration, src.inputs, "calibration", limit=limit)
-        return calib, f"file:{opts.calibration.name} sha256:{sha256_file(opts.calibration)[:16]}"
+        return given, f"file:{opts.calibration.name} sha256:{sha256_file(opts.calibration)[:16]}"
     if opts.inputs:
         warnings.append("calibrating static int8 on --inputs: pass --calibration FILE.npz "
                         "with representative data for better accuracy")
