@@ -19,16 +19,14 @@ channels buys (issue 10; docs/FORMATS.md, "Real models"). A measurement, not a s
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.hard_swish_coral import build, zoo  # noqa: E402  (zoo: tests/zoo on the path)
+from bench.hard_swish_coral import build, work_folder, zoo  # noqa: E402  (zoo: tests/zoo on the path)
 
 CASES = {"ppocr-det": "1,3,480,480", "ppocr-rec": "1,3,48,320"}
 
@@ -201,12 +199,8 @@ def main() -> int:
     import onnxruntime as ort
     import onnxslim
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cap", type=float, default=64.0, help="largest channel scale (default 64)")
-    ap.add_argument("--keep", type=Path, default=None, help="folder for the graphs and the builds")
-    a = ap.parse_args()
-    work = a.keep or Path(tempfile.mkdtemp(prefix="dw-equalize-"))
-    work.mkdir(parents=True, exist_ok=True)
+    a, work = work_folder(__doc__.splitlines()[0], "dw-equalize-",
+                          (("--cap",), {"type": float, "default": 64.0, "help": "largest channel scale (default 64)"}))
     for name, shape in CASES.items():
         case = zoo.BY_NAME[name]
         paths = case.resolve()

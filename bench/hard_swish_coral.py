@@ -86,12 +86,21 @@ def build(source: Path, out: Path, case: zoo.Case) -> list[tuple[str, float]]:
     return [(a["label"], a.get("score", float("nan"))) for a in attempts]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--keep", type=Path, default=None, help="folder for the rewritten model and the builds")
+def work_folder(description: str, prefix: str, *options: tuple) -> tuple[argparse.Namespace, Path]:
+    """The command line of the coral measurements (this one, dw_equalize_coral, silero_split_state):
+    `options` as (flags, argparse keywords), then --keep DIR, else a new temporary folder."""
+    ap = argparse.ArgumentParser(description=description)
+    for flags, kw in options:
+        ap.add_argument(*flags, **kw)
+    ap.add_argument("--keep", type=Path, default=None, help="folder for the rewritten graphs and the builds")
     a = ap.parse_args()
-    work = a.keep or Path(tempfile.mkdtemp(prefix="hard-swish-"))
+    work = a.keep or Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
+    return a, work
+
+
+def main() -> int:
+    _, work = work_folder(__doc__.splitlines()[0], "hard-swish-")
     case = zoo.BY_NAME["ppocr-rec"]
     paths = case.resolve()
     original = Path(paths["source"])
