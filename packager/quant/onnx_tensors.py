@@ -128,7 +128,7 @@ def compare(reference: Path, candidate: Path, samples: list[dict], workdir: Path
             "int8-dynamic" if ops & {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulInteger",
                                      "ConvInteger"} else
             "fp16" if any(t == 10 for t in cand_types.values()) else "float")
-    acc = Accumulator()
+    acc = Accumulator(channel_axis=1 if kind == "qdq" else None)   # NCHW; per-tensor int8 activations
     with sandbox(workdir):
         float_runs = _float_runs(Path(reference), ref_model, types, samples, workdir)
         sess = _session(expose(cand_model, cand_types), workdir, "candidate")

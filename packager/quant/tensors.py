@@ -21,6 +21,8 @@ INF_DB = 150.0          # the SQNR of an exact copy (graph inputs, untouched ten
 FLOOR_DB = 20.0         # when the thresholds name no cosine
 NOISE_DB = 20.0         # ordinary noise of one quantized node sits this far above the floor
 MAX_VALUES = 1 << 20    # per tensor and sample; larger ones are compared on an evenly strided subset
+SPREAD_X = 32.0         # a conv input whose widest channel is this many times its narrowest: named as the cause
+CONV_OPS = ("Conv", "CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def _f32(a) -> np.ndarray:
@@ -63,13 +65,19 @@ class _Sums:
     shape: tuple = ()
     strided: bool = False
     nonfinite: int = 0
+    channel_max: np.ndarray | None = None   # max |float value| per channel of a 4-D tensor (int8 only)
 
 
 @dataclass
 class Accumulator:
-    """Running sums per tensor name over samples (no tensor is kept after it is added)."""
+    """Running sums per tensor name over samples (no tensor is kept after it is added).
+
+    channel_axis: where an int8 comparison keeps each 4-D tensor's range per channel (1 for NCHW
+    ONNX, -1 for NHWC TF-Lite; None: not kept). int8 quantizes an activation tensor with one scale,
+    so a conv whose input channels span a wide range starves the narrow ones (`input_channel_spread`)."""
 
     sums: dict[str, _Sums] = field(default_factory=dict)
+    channel_axis: int | None = None
 
     def add(self, name: str, ref, got, pre=None) -> None:
         ref = _f32(ref)
@@ -87,6 +95,11 @@ class Accumulator:
                 s.nonfinite += int((odd & ~(ref == got)).sum())
             ref = np.where(odd, 0.0, ref).astype(np.float32)
             got = np.where(odd, 0.0, got).astype(np.float32)
+        if self.channel_axis is not None and ref.ndim == 4:
+            axis = self.channel_axis % 4
+            cm = np.abs(ref).max(axis=tuple(i for i in range(4) if i != axis))
+            same = s.channel_max is not None and s.channel_max.shape == cm.shape
+            s.channel_max = np.maximum(s.channel_max, cm) if same else cm
         d = ref - got
         if ref.ndim == 3 and ref.shape[1] > 1:   # (batch, channels, positions): rows of different meaning
             r = np.moveaxis(ref, 1, 0).reshape(ref.shape[1], -1)
@@ -124,6 +137,15 @@ class Accumulator:
             e = pre - gg
             s.local_noise2 += float(np.dot(e, e))
             s.local_ref2 += float(np.dot(pre, pre))
+
+    def channel_spread(self, name: str) -> float | None:
+        """The widest channel's range over the narrowest live one's (channels ~0 in the float model
+        are dead, not narrow), or None where the ranges were not kept."""
+        s = self.sums.get(name)
+        if s is None or s.channel_max is None or not s.channel_max.size:
+            return None
+        live = s.channel_max[s.channel_max > max(float(s.channel_max.max()) * 1e-6, EPS)]
+        return float(live.max() / live.min()) if live.size > 1 else None
 
     def metrics(self, name: str, slice_atol: float | None = None) -> dict | None:
         """SQNR, cosine, max |diff|; the worst slice of a rank-3 tensor, skipping slices ~0 in the
@@ -192,6 +214,9 @@ def table(nodes: list[Node], acc: Accumulator, slice_atol: float | None = None) 
                    "drop_db": None if reads_only_exact else round(max(base - eff[t], 0.0), 2)}
             if not n.inputs:
                 row["constant"] = True   # a Constant node's value, as the converted model stores it
+            spread = next((x for x in map(acc.channel_spread, n.inputs) if x), None) if n.op in CONV_OPS else None
+            if spread:
+                row["input_channel_spread"] = round(spread, 1)
             rows.append(row)
     return rows
 
@@ -319,7 +344,7 @@ def summary(rows: list[dict], first: dict | None, floor: float | None = None, li
 
 def _slim(r: dict) -> dict:
     keep = ("tensor", "node", "op", "sqnr_db", "effective_sqnr_db", "cosine", "drop_db", "worst_slice",
-            "own_qdq_sqnr_db", "why", "quantized_as")
+            "own_qdq_sqnr_db", "why", "quantized_as", "input_channel_spread")
     return {k: r[k] for k in keep if k in r}
 
 
@@ -334,5 +359,8 @@ def describe(first: dict | None) -> str:
             else ", the first node after the inputs")
     folded = (f" (the quantizer folded it into {', '.join(repr(n) for n in first['quantized_as'])})"
               if first.get("quantized_as") else "")
+    spread = first.get("input_channel_spread") or 0.0
+    cause = (f"; its input's channels span {spread:g}x in range under one int8 scale, so the narrow ones keep "
+             "a few levels, which the conv's weights amplify" if spread >= SPREAD_X else "")
     return (f"node '{first['node']}' ({first['op']}){folded}, tensor '{first['tensor']}': SQNR "
-            f"{first['sqnr_db']:g} dB{slice_txt}, cosine {first['cosine']:.4f}{drop}")
+            f"{first['sqnr_db']:g} dB{slice_txt}, cosine {first['cosine']:.4f}{drop}{cause}")

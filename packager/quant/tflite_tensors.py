@@ -74,7 +74,7 @@ def compare(reference: Path, candidate: Path, samples: list[dict], workdir: Path
 
     with sandbox(workdir):     # LiteRT warns about preserve_all_tensors: --debug only
         _, key, _, _ = io.signature_details(reference)
-        acc = Accumulator()
+        acc = Accumulator(channel_axis=-1)   # NHWC; dropped below unless the candidate is int8
         quantized: set[str] = set()
         for s in samples:
             ref = _capture(reference, s, key)
@@ -86,6 +86,9 @@ def compare(reference: Path, candidate: Path, samples: list[dict], workdir: Path
                 if got[name][1] != "f":
                     quantized.add(name)
         nodes = nodes_of(reference)
+    if not quantized:
+        for sums in acc.sums.values():
+            sums.channel_max = None
     weights = {t for n in nodes for t in n.inputs if t not in {o for m in nodes for o in m.outputs}}
     cands = {n.name for n in nodes if n.op not in _MOVES and
              (any(t in quantized for t in n.outputs) or any(t in quantized and t in weights for t in n.inputs))}

@@ -112,6 +112,32 @@ def test_a_folded_producer_passes_its_error_to_the_node_before_it():
     assert ranked[0]["node"] == "conv2"
 
 
+@pytest.mark.parametrize("axis", [1, -1])
+def test_a_conv_whose_input_channels_span_a_wide_range_names_it_as_the_cause(axis):
+    """int8 quantizes an activation tensor with one scale: a depthwise conv reading channels 1/80 as
+    wide as the widest (PP-OCRv4 det's third conv) is where the error comes from, and the line says so."""
+    rng = np.random.default_rng(4)
+    widths = np.array([8.0, 4.0, 1.0, 0.1, 0.0])        # the last channel is dead: not the narrowest
+    x = rng.uniform(-1, 1, (1, 5, 6, 6)) * widths[None, :, None, None]
+    if axis == -1:
+        x = np.moveaxis(x, 1, -1)                         # TF-Lite's NHWC
+    acc = Accumulator(channel_axis=axis)
+    acc.add("pad", x, x)
+    acc.add("dw", x, x + rng.normal(0, 1.0, x.shape))
+    nodes = [Node("pad", "PAD", ("x",), ("pad",)), Node("dw", "DEPTHWISE_CONV_2D", ("pad", "w"), ("dw",))]
+    rows = tensors.table(nodes, acc)
+    assert "input_channel_spread" not in rows[0]           # not a conv
+    first = tensors.first_diverging(rows, 14.0)
+    assert first["node"] == "dw" and 75 < first["input_channel_spread"] < 85
+    assert "channels span" in tensors.describe(first)
+    assert "input_channel_spread" in tensors.summary(rows, first)["first_diverging"]    # --json and the manifest
+    plain = Accumulator()                                   # fp16, or a float comparison: no ranges kept
+    plain.add("pad", x, x)
+    plain.add("dw", x, x + rng.normal(0, 1.0, x.shape))
+    first = tensors.first_diverging(tensors.table(nodes, plain), 14.0)
+    assert "input_channel_spread" not in first and "channels span" not in tensors.describe(first)
+
+
 def test_slices_of_rank3_tensors_count_unless_they_are_within_slice_atol():
     rng = np.random.default_rng(2)
     ref = np.concatenate([rng.uniform(0, 320, (1, 4, 50)), rng.uniform(0, 0.8, (1, 1, 50)),

@@ -46,6 +46,7 @@ def test_zoo_cell(case, profile, tmp_path, zoo_cache):
     if refusal is not None:
         assert b.returncode != 0, f"{case.name} x {profile} was expected to be refused ({refusal})"
         assert refusal in b.stderr.strip().splitlines()[-1], b.stderr[-800:]
+        assert zoo.EXPECTED_CAUSES.get((case.name, profile), "") in b.stderr.strip().splitlines()[-1], b.stderr[-800:]
         return
     assert b.returncode == 0, f"{case.name} x {profile}: {b.stderr.strip().splitlines()[-1:] or b.stderr}"
     assert list(cwd.iterdir()) == [], "a build wrote into the current directory"
