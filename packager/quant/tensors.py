@@ -214,7 +214,8 @@ def table(nodes: list[Node], acc: Accumulator, slice_atol: float | None = None) 
                    "drop_db": None if reads_only_exact else round(max(base - eff[t], 0.0), 2)}
             if not n.inputs:
                 row["constant"] = True   # a Constant node's value, as the converted model stores it
-            spread = next((x for x in map(acc.channel_spread, n.inputs) if x), None) if n.op in CONV_OPS else None
+            # the data input (input 0 of every conv op; the others are weights and bias)
+            spread = acc.channel_spread(n.inputs[0]) if n.op in CONV_OPS and n.inputs else None
             if spread:
                 row["input_channel_spread"] = round(spread, 1)
             rows.append(row)

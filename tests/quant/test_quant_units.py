@@ -131,6 +131,11 @@ def test_a_conv_whose_input_channels_span_a_wide_range_names_it_as_the_cause(axi
     assert first["node"] == "dw" and 75 < first["input_channel_spread"] < 85
     assert "channels span" in tensors.describe(first)
     assert "input_channel_spread" in tensors.summary(rows, first)["first_diverging"]    # --json and the manifest
+    weights = Accumulator(channel_axis=axis)                # only the data input counts, not the weights
+    weights.add("w", x, x)
+    weights.add("dw", x, x + rng.normal(0, 1.0, x.shape))
+    rows = tensors.table([Node("dw", "DEPTHWISE_CONV_2D", ("x", "w"), ("dw",))], weights)
+    assert "input_channel_spread" not in rows[0]
     plain = Accumulator()                                   # fp16, or a float comparison: no ranges kept
     plain.add("pad", x, x)
     plain.add("dw", x, x + rng.normal(0, 1.0, x.shape))
