@@ -26,13 +26,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.hard_swish_coral import build, work_folder, zoo  # noqa: E402  (zoo: tests/zoo on the path)
+from bench.hard_swish_coral import build, hardswish_at, work_folder, zoo  # noqa: E402  (zoo: tests/zoo on the path)
 
 CASES = {"ppocr-det": "1,3,480,480", "ppocr-rec": "1,3,48,320"}
 
 
 class Graph:
-    """The slimmed ONNX graph with its initializers, producers and consumers."""
+    """The slimmed ONNX graph with its initializers, producers and use counts."""
 
     def __init__(self, model):
         from onnx import numpy_helper
@@ -40,10 +40,10 @@ class Graph:
         self.model, self.g = model, model.graph
         self.init = {i.name: numpy_helper.to_array(i) for i in self.g.initializer}
         self.producer = {o: n for n in self.g.node for o in n.output}
-        self.consumers: dict[str, list] = {}
+        self.uses: dict[str, int] = {}
         for n in self.g.node:
             for i in n.input:
-                self.consumers.setdefault(i, []).append(n)
+                self.uses[i] = self.uses.get(i, 0) + 1
 
     def scalar(self, name: str) -> bool:
         return name in self.init and self.init[name].size == 1
@@ -55,30 +55,26 @@ class Graph:
         return default
 
     def hardswish(self, div):
-        """(Add(u, 3), Mul) of a `Div(Mul(u, Clip(Add(u, 3), 0, 6)), 6)`, and u; else None."""
-        mul = self.producer.get(div.input[0])
-        if mul is None or mul.op_type != "Mul" or len(self.consumers.get(mul.output[0], [])) != 1:
+        """(its Add(u, 3), u) where `div` ends a hardswish of u (hard_swish_coral.hardswish_at) and u feeds
+        nothing but that Add and the Mul; else None."""
+        found = hardswish_at(div, self.producer, self.uses, self.init)
+        if found is None or self.uses[found[0]] != 2:
             return None
-        for u, other in ((mul.input[0], mul.input[1]), (mul.input[1], mul.input[0])):
-            clip = self.producer.get(other)
-            add = self.producer.get(clip.input[0]) if clip is not None and clip.op_type == "Clip" else None
-            if add is not None and add.op_type == "Add" and u in add.input and \
-                    sorted(n.name for n in self.consumers[u]) == sorted((add.name, mul.name)):
-                return add, u
-        return None
+        return found[1], found[0]
 
     def chain(self, dw):
         """(the group-1 Conv, [(kind, node)] in graph order) from which dw's input is computed
         through scalar Mul/Add/Div and hardswish only, each tensor read by the chain alone; else None."""
         cur, ops, shared = dw.input[0], [], False
         while True:
-            if cur not in self.producer or (len(self.consumers.get(cur, [])) != 1 and not shared):
+            if cur not in self.producer or (self.uses.get(cur, 0) != 1 and not shared):
                 return None
             n, shared = self.producer[cur], False
             if n.op_type == "Conv" and self.attr(n, "group", 1) == 1:
                 return n, ops[::-1]
-            if n.op_type == "Div" and self.scalar(n.input[1]) and self.hardswish(n):
-                add, cur = self.hardswish(n)
+            hardswish = self.hardswish(n)
+            if hardswish is not None:
+                add, cur = hardswish
                 ops.append(("hardswish", (add, n)))
                 shared = True          # u feeds the gate's Add and the Mul
             elif n.op_type in ("Mul", "Add") and len(n.input) == 2 and any(self.scalar(i) for i in n.input):
@@ -199,8 +195,8 @@ def main() -> int:
     import onnxruntime as ort
     import onnxslim
 
-    a, work = work_folder(__doc__.splitlines()[0], "dw-equalize-",
-                          (("--cap",), {"type": float, "default": 64.0, "help": "largest channel scale (default 64)"}))
+    cap = (("--cap",), {"type": float, "default": 64.0, "help": "largest channel scale (default 64)"})
+    a, work = work_folder(__doc__.splitlines()[0], "dw-equalize-", cap)
     for name, shape in CASES.items():
         case = zoo.BY_NAME[name]
         paths = case.resolve()

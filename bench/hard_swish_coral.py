@@ -30,6 +30,26 @@ def _const(values: dict, name: str, want: float) -> bool:
     return a is not None and a.size == 1 and abs(float(a.reshape(-1)[0]) - want) < 1e-6
 
 
+def hardswish_at(div, producer: dict, uses: dict, values: dict):
+    """(x, add, clip, mul) where `div` ends paddle2onnx's hardswish x * clip(x + 3, 0, 6) / 6 and its
+    Add, Clip and Mul are each read once; else None. (dw_equalize_coral.py matches the same pattern.)"""
+    if div.op_type != "Div" or not _const(values, div.input[1], 6.0):
+        return None
+    mul = producer.get(div.input[0])
+    if mul is None or mul.op_type != "Mul":
+        return None
+    for xi, ci in ((0, 1), (1, 0)):
+        clip = producer.get(mul.input[ci])
+        add = producer.get(clip.input[0]) if clip is not None and clip.op_type == "Clip" else None
+        x = mul.input[xi]
+        if add is None or add.op_type != "Add" or add.input[0] != x or not _const(values, add.input[1], 3.0) \
+                or not (_const(values, clip.input[1], 0.0) and _const(values, clip.input[2], 6.0)) \
+                or any(uses[n.output[0]] != 1 for n in (add, clip, mul)):
+            continue
+        return x, add, clip, mul
+    return None
+
+
 def rewrite(src: Path, dst: Path) -> int:
     """x * clip(x + 3, 0, 6) / 6 -> HardSwish(x), at opset 14; returns how many were fused."""
     import onnx
@@ -46,22 +66,11 @@ def rewrite(src: Path, dst: Path) -> int:
             uses[x] = uses.get(x, 0) + 1
     drop, fused = set(), {}
     for div in g.node:
-        if div.op_type != "Div" or not _const(values, div.input[1], 6.0):
-            continue
-        mul = producer.get(div.input[0])
-        if mul is None or mul.op_type != "Mul":
-            continue
-        for xi, ci in ((0, 1), (1, 0)):
-            clip = producer.get(mul.input[ci])
-            add = producer.get(clip.input[0]) if clip is not None and clip.op_type == "Clip" else None
-            x = mul.input[xi]
-            if add is None or add.op_type != "Add" or add.input[0] != x or not _const(values, add.input[1], 3.0) \
-                    or not (_const(values, clip.input[1], 0.0) and _const(values, clip.input[2], 6.0)) \
-                    or any(uses[n.output[0]] != 1 for n in (add, clip, mul)):
-                continue
+        found = hardswish_at(div, producer, uses, values)
+        if found:
+            x, add, clip, mul = found
             drop |= {id(add), id(clip), id(mul)}
             fused[id(div)] = helper.make_node("HardSwish", [x], [div.output[0]], name=div.name + "/hard_swish")
-            break
     nodes = [fused.get(id(n), n) for n in g.node if id(n) not in drop]
     used = {x for n in nodes for x in n.input} | {o.name for o in g.output}
     nodes = [n for n in nodes if n.op_type != "Constant" or n.output[0] in used]   # the patterns' 0, 3, 6

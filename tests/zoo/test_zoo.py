@@ -45,8 +45,9 @@ def test_zoo_cell(case, profile, tmp_path, zoo_cache):
     refusal = zoo.EXPECTED_REFUSALS.get((case.name, profile))
     if refusal is not None:
         assert b.returncode != 0, f"{case.name} x {profile} was expected to be refused ({refusal})"
-        assert refusal in b.stderr.strip().splitlines()[-1], b.stderr[-800:]
-        assert zoo.EXPECTED_CAUSES.get((case.name, profile), "") in b.stderr.strip().splitlines()[-1], b.stderr[-800:]
+        line = b.stderr.strip().splitlines()[-1]
+        assert refusal in line, b.stderr[-800:]
+        assert zoo.EXPECTED_CAUSES.get((case.name, profile), "") in line, b.stderr[-800:]
         return
     assert b.returncode == 0, f"{case.name} x {profile}: {b.stderr.strip().splitlines()[-1:] or b.stderr}"
     assert list(cwd.iterdir()) == [], "a build wrote into the current directory"
